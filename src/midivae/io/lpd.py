@@ -1,0 +1,95 @@
+"""LPD-5 pypianoroll ``.npz`` songs (24 steps per beat, 128 pitches) -> songs.
+
+Reads the sparse CSC arrays directly (no dense 128-pitch roll, no pypianoroll import): each run
+of equal non-zero velocity in a pitch column is one note, exactly as LPD's MIDI renderings spell
+them, and the notes go through the same :func:`notes_to_roll` as MIDI files do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from midivae.constants import DEFAULT_TEMPO, LPD_STEPS_PER_BEAT, N_TRACKS
+from midivae.errors import InvalidInputError
+from midivae.song import Notes, Song, notes_to_roll, song_from_roll
+
+LPD_KEYS = tuple(f"pianoroll_{i}_csc_{k}" for i in range(N_TRACKS) for k in ("data", "indices", "indptr", "shape"))
+
+
+def _track_notes(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Runs of equal non-zero values down each CSC column -> (pitch, start, end)."""
+    counts = np.diff(indptr.astype(np.int64))
+    pitch = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
+    rows = indices.astype(np.int64)
+    vals = data.astype(np.int64) if data.dtype != bool else data.astype(np.int64)
+    keep = vals != 0
+    pitch, rows, vals = pitch[keep], rows[keep], vals[keep]
+    if rows.size == 0:
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    if np.any((np.diff(rows) <= 0) & (np.diff(pitch) == 0)):
+        order = np.lexsort((rows, pitch))
+        pitch, rows, vals = pitch[order], rows[order], vals[order]
+    new = np.ones(rows.shape[0], dtype=bool)
+    new[1:] = (pitch[1:] != pitch[:-1]) | (rows[1:] != rows[:-1] + 1) | (vals[1:] != vals[:-1])
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], rows.shape[0]] - 1
+    return pitch[first], rows[first], rows[last] + 1
+
+
+def lpd_notes(arrays: dict[str, np.ndarray]) -> tuple[Notes, int]:
+    """Notes of the five tracks and the song length in LPD steps."""
+    tracks, pitches, starts, ends = [], [], [], []
+    n_steps = 0
+    for i in range(N_TRACKS):
+        shape = arrays[f"pianoroll_{i}_csc_shape"]
+        n_steps = max(n_steps, int(shape[0]))
+        p, s, e = _track_notes(
+            arrays[f"pianoroll_{i}_csc_data"],
+            arrays[f"pianoroll_{i}_csc_indices"],
+            arrays[f"pianoroll_{i}_csc_indptr"],
+        )
+        tracks.append(np.full(p.shape[0], i, dtype=np.int64))
+        pitches.append(p)
+        starts.append(s)
+        ends.append(e)
+    notes = Notes(
+        np.concatenate(tracks), np.concatenate(pitches), np.concatenate(starts), np.concatenate(ends),
+        LPD_STEPS_PER_BEAT,
+    )
+    return notes, n_steps
+
+
+def read_lpd(path: str | os.PathLike[str]) -> Song:
+    """Read an LPD-5 ``.npz`` song; its length is kept (rounded to whole steps at 12 per beat)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in LPD_KEYS if k not in npz.files]
+            if missing:
+                raise InvalidInputError(path, f"not an LPD-5 pianoroll file (missing {missing[0]})")
+            arrays = {k: npz[k] for k in LPD_KEYS}
+            tempo = float(npz["tempo"][0]) if "tempo" in npz.files and npz["tempo"].size else DEFAULT_TEMPO
+    except InvalidInputError:
+        raise
+    except FileNotFoundError:
+        raise InvalidInputError(path, "file not found") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise InvalidInputError(path, f"corrupt or unreadable .npz ({exc})") from None
+    notes, lpd_steps = lpd_notes(arrays)
+    n_steps = lpd_steps * 12 // LPD_STEPS_PER_BEAT
+    roll = notes_to_roll(notes, n_steps)
+    return song_from_roll(roll, source=str(path), tempo=tempo)
+
+
+def lpd_info(path: str | os.PathLike[str]) -> dict:
+    """The ``info.json`` of an LPD file (name = MIDI md5), or {} when absent."""
+    with np.load(path, allow_pickle=False) as npz:
+        if "info.json" not in npz.files:
+            return {}
+        return json.loads(bytes(npz["info.json"]).decode("utf-8"))
