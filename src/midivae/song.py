@@ -43,13 +43,11 @@ class Song:
     """A binarized pianoroll ``(steps, N_PITCHES, N_TRACKS)`` at STEPS_PER_BEAT steps per beat.
 
     ``sections`` are the ``(start_step, end_step)`` spans in 4/4 where phrases may be cut; each
-    starts on a bar line. ``first_bar`` gives the song's bar number at each section start, so a
-    phrase's bar offset is its position in the whole song, not in its section.
+    starts on a bar line. ``skipped`` says which parts were left out, and why.
     """
 
     roll: np.ndarray
     sections: tuple[tuple[int, int], ...]
-    first_bar: tuple[int, ...]
     source: str = ""
     tempo: float = DEFAULT_TEMPO
     skipped: tuple[str, ...] = field(default=())
@@ -61,7 +59,10 @@ class Song:
 
 @dataclass(frozen=True)
 class Phrases:
-    """The non-empty 4-bar phrases of a song and the bar each one starts on."""
+    """The non-empty 4-bar phrases of a song and the bar each one starts on.
+
+    Bar offsets count 4-beat bars (STEPS_PER_BAR steps) from the start of the song.
+    """
 
     phrases: np.ndarray  # (n, *PHRASE_SHAPE) bool
     bar_offsets: np.ndarray  # (n,) int64
@@ -139,7 +140,7 @@ def cut_phrases(song: Song, keep_empty: bool = False) -> Phrases:
     """
     chunks: list[np.ndarray] = []
     offsets: list[np.ndarray] = []
-    for (begin, end), first_bar in zip(song.sections, song.first_bar):
+    for begin, end in song.sections:
         end = min(end, song.n_steps)
         n = -(-(end - begin) // STEPS_PER_PHRASE)
         if n <= 0:
@@ -147,7 +148,7 @@ def cut_phrases(song: Song, keep_empty: bool = False) -> Phrases:
         block = np.zeros((n * STEPS_PER_PHRASE, N_PITCHES, N_TRACKS), dtype=bool)
         block[: end - begin] = song.roll[begin:end]
         block = block.reshape(n, *PHRASE_SHAPE)
-        bars = first_bar + BARS_PER_PHRASE * np.arange(n, dtype=np.int64)
+        bars = (begin + STEPS_PER_PHRASE * np.arange(n, dtype=np.int64)) // STEPS_PER_BAR
         if not keep_empty:
             nonempty = block.reshape(n, -1).any(axis=1)
             block, bars = block[nonempty], bars[nonempty]
@@ -168,7 +169,7 @@ def phrases_to_roll(phrases: np.ndarray) -> np.ndarray:
 
 def song_from_roll(roll: np.ndarray, source: str = "", tempo: float = DEFAULT_TEMPO) -> Song:
     """A song that is 4/4 throughout, starting on a bar line at step 0."""
-    return Song(roll=roll, sections=((0, roll.shape[0]),), first_bar=(0,), source=source, tempo=tempo)
+    return Song(roll=roll, sections=((0, roll.shape[0]),), source=source, tempo=tempo)
 
 
 def bar_count(n_steps: int) -> int:

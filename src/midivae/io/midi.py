@@ -90,14 +90,23 @@ def score_notes(score: symusic.Score) -> Notes:
     )
 
 
+def is_common_time(numerator: int, denominator: int) -> bool:
+    """4/4, and the meters whose bars group into 4/4 bars: 2/2, 2/4, 1/4 and 1/2.
+
+    Many files notate 4/4 music with a placeholder meter (POP909 writes 1/4 or 2/4); their bars
+    group evenly into 4-beat bars, so cutting on 4/4 bar lines loses nothing.
+    """
+    return (numerator, denominator) in ((4, 4), (2, 2), (2, 4), (1, 4), (1, 2))
+
+
 def _meter_sections(
     score: symusic.Score, n_steps: int, allow_any_meter: bool
-) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...], tuple[str, ...]]:
-    """4/4 sections in steps, the bar number each starts on, and reasons for skipped sections."""
+) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """Sections in common time as step spans, and the reasons other sections were left out."""
     tpq = int(score.tpq)
-    sigs = score.time_signatures.numpy() if len(score.time_signatures) else None
-    if sigs is None or allow_any_meter:
-        return ((0, n_steps),), (0,), ()
+    if not len(score.time_signatures) or allow_any_meter:
+        return ((0, n_steps),), ()
+    sigs = score.time_signatures.numpy()
     times = sigs["time"].astype(np.int64)
     nums = sigs["numerator"].astype(np.int64)
     dens = sigs["denominator"].astype(np.int64)
@@ -110,28 +119,28 @@ def _meter_sections(
         times, nums, dens = np.r_[0, times], np.r_[4, nums], np.r_[4, dens]
 
     sections: list[tuple[int, int]] = []
-    first_bars: list[int] = []
     skipped: list[str] = []
     bar = 0
     end_tick = max(int(score.end()), int(times[-1]))
-    for i, (t0, num, den) in enumerate(zip(times, nums, dens)):
+    for i, (t0, num, den) in enumerate(zip(times.tolist(), nums.tolist(), dens.tolist())):
         t1 = int(times[i + 1]) if i + 1 < len(times) else end_tick
-        bar_ticks = max(1, int(num) * tpq * 4 // int(den))
-        n_bars = -(-(t1 - int(t0)) // bar_ticks) if t1 > t0 else 0
-        if num == BEATS_PER_BAR and den == 4:
-            s0 = (int(t0) * STEPS_PER_BEAT * 2 + tpq) // (2 * tpq)
+        bar_ticks = max(1, num * tpq * 4 // max(den, 1))
+        n_bars = -(-(t1 - t0) // bar_ticks) if t1 > t0 else 0
+        if is_common_time(num, den):
+            s0 = (t0 * STEPS_PER_BEAT * 2 + tpq) // (2 * tpq)
             s1 = min(n_steps, (t1 * STEPS_PER_BEAT * 2 + tpq) // (2 * tpq))
             if s1 > s0:
                 sections.append((s0, s1))
-                first_bars.append(bar)
         elif t1 > t0:
             skipped.append(f"{num}/{den} section at bar {bar + 1} ({n_bars} bars)")
         bar += n_bars
-    return tuple(sections), tuple(first_bars), tuple(skipped)
+    return tuple(sections), tuple(skipped)
 
 
 def read_midi(path: str | os.PathLike[str], allow_any_meter: bool = False) -> Song:
     """Read a MIDI/KAR file as a song; sections not in 4/4 are left out unless allowed.
+
+    2/2, 2/4, 1/4 and 1/2 count as 4/4 (see :func:`is_common_time`).
 
     Raises InvalidInputError for unreadable files and UnsupportedMeterError when no part of the
     file is in 4/4.
@@ -141,11 +150,11 @@ def read_midi(path: str | os.PathLike[str], allow_any_meter: bool = False) -> So
     if len(notes) == 0:
         raise InvalidInputError(path, "no notes on any LPD-5 track")
     roll = notes_to_roll(notes)
-    sections, first_bars, skipped = _meter_sections(score, roll.shape[0], allow_any_meter)
+    sections, skipped = _meter_sections(score, roll.shape[0], allow_any_meter)
     if not sections:
         raise UnsupportedMeterError(path, "no 4/4 section (" + "; ".join(skipped) + ")")
     tempo = float(score.tempos[0].qpm) if len(score.tempos) else DEFAULT_TEMPO
-    return Song(roll, sections, first_bars, str(path), tempo, skipped)
+    return Song(roll, sections, str(path), tempo, skipped)
 
 
 def roll_to_score(roll: np.ndarray, tempo: float = DEFAULT_TEMPO, velocity: int = 100) -> symusic.Score:
