@@ -1,0 +1,214 @@
+"""Baseline embeddings (no learning, or only a PCA) and the model's own row, as Embeddings.
+
+The raw and bag-of-bars baselines return scipy CSR matrices: the phrases are ~98% empty, so
+their 80,640 (raw) or 20,160 (bag of bars) columns stay cheap. The PCA baselines are fitted by a
+randomised SVD that never densifies or even centres its sparse input (the mean is folded into
+the products), on training songs only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
+from midivae.evaluate.data import SongPhrases, flatten
+from midivae.evaluate.embedding import Embedding
+
+PITCH_CLASSES = 12
+BAR_CELLS = PHRASE_CELLS // BARS_PER_PHRASE  # 20,160
+FLOAT_BYTES = 4
+
+
+def _flat(phrases: np.ndarray) -> np.ndarray:
+    return np.asarray(phrases, dtype=bool).reshape(len(phrases), -1)
+
+
+def raw_vectors(phrases: np.ndarray) -> sp.csr_matrix:
+    """The flattened binary phrase (80,640 columns) as a float32 CSR matrix."""
+    return sp.csr_matrix(_flat(phrases), dtype=np.float32)
+
+
+def chroma_vectors(phrases: np.ndarray) -> np.ndarray:
+    """Per-bar, per-track pitch-class histograms (4 x 12 x 5 = 240), each L1-normalised.
+
+    Pitch index p is MIDI pitch p + 24, so its pitch class is p % 12; 84 pitches are 7 octaves.
+    """
+    ph = np.asarray(phrases, dtype=bool)
+    n, bars, _, pitches, tracks = ph.shape
+    counts = ph.sum(axis=2, dtype=np.float32)  # (n, bars, pitches, tracks)
+    chroma = counts.reshape(n, bars, pitches // PITCH_CLASSES, PITCH_CLASSES, tracks).sum(axis=2)
+    total = chroma.sum(axis=2, keepdims=True)
+    chroma = np.divide(chroma, total, out=np.zeros_like(chroma), where=total > 0)
+    return chroma.reshape(n, -1)
+
+
+def bag_of_bars_vectors(phrases: np.ndarray) -> sp.csr_matrix:
+    """Sum of the phrase's 4 per-bar unit vectors (20,160 columns): blind to which bar is first."""
+    bars = np.asarray(phrases, dtype=bool).reshape(len(phrases) * BARS_PER_PHRASE, BAR_CELLS)
+    m = sp.csr_matrix(bars, dtype=np.float32)
+    norms = np.sqrt(np.asarray(m.sum(axis=1), dtype=np.float64).ravel())  # binary: |b|^2 = nnz
+    m = sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)) @ m
+    fold = sp.kron(sp.eye(len(phrases), dtype=np.float32), np.ones((1, BARS_PER_PHRASE), np.float32), format="csr")
+    return sp.csr_matrix(fold @ m)
+
+
+def unit_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    sq = np.asarray(m.multiply(m).sum(axis=1), dtype=np.float64).ravel()
+    scale = np.where(sq > 0, 1.0 / np.sqrt(np.maximum(sq, 1e-24)), 0.0).astype(np.float32)
+    return sp.csr_matrix(sp.diags(scale) @ m)
+
+
+@dataclass(frozen=True)
+class PCA:
+    """Mean and top principal axes; ``transform`` works on dense or sparse rows."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (k, D)
+    explained_variance_ratio: float
+
+    def transform(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
+        proj = x @ self.components.T
+        proj = np.asarray(proj, dtype=np.float64) - (self.mean @ self.components.T)[None, :]
+        return proj.astype(np.float32)
+
+
+def fit_pca(x: np.ndarray | sp.spmatrix, k: int, n_iter: int = 4, oversample: int = 10, seed: int = 0) -> PCA:
+    """Randomised PCA (Halko et al.) with implicit centring, so a CSR input stays sparse."""
+    x = sp.csr_matrix(x, dtype=np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
+    n, dims = x.shape
+    k = min(k, n, dims)
+    mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+    ones = np.ones((n, 1))
+    rng = np.random.default_rng(seed)
+    width = min(k + oversample, n, dims)
+
+    def xc_dot(w: np.ndarray) -> np.ndarray:  # (X - 1 mean^T) @ w
+        return np.asarray(x @ w) - ones @ (mean @ w)[None, :]
+
+    def xct_dot(u: np.ndarray) -> np.ndarray:  # (X - 1 mean^T)^T @ u
+        return np.asarray(x.T @ u) - mean[:, None] @ (ones.T @ u)
+
+    q, _ = np.linalg.qr(xc_dot(rng.standard_normal((dims, width))))
+    for _ in range(n_iter):
+        w, _ = np.linalg.qr(xct_dot(q))
+        q, _ = np.linalg.qr(xc_dot(w))
+    b = xct_dot(q).T  # (width, D)
+    _, s, vt = np.linalg.svd(b, full_matrices=False)
+    total = float(np.asarray(x.multiply(x).sum()) if sp.issparse(x) else (x * x).sum()) - n * float(mean @ mean)
+    ratio = float((s[:k] ** 2).sum() / total) if total > 0 else 0.0
+    return PCA(mean, vt[:k].astype(np.float32), ratio)
+
+
+def _stack_sparse(fn, songs: Sequence[SongPhrases], batch: int = 256) -> sp.csr_matrix:
+    flat = flatten(songs)
+    parts = [fn(b) for b in flat.batches(None, batch)]
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 1))
+
+
+# --------------------------------------------------------------------------- Embeddings
+
+
+def raw(cosine: bool = False) -> Embedding:
+    name = "raw_cosine" if cosine else "raw"
+    return Embedding(
+        name=name,
+        embed=raw_vectors,
+        distance="cosine" if cosine else "euclidean",
+        dims=PHRASE_CELLS,
+        bytes_per_phrase=PHRASE_CELLS // 8,
+        notes="flattened binary pianoroll; stored bit-packed",
+    )
+
+
+def chroma() -> Embedding:
+    dims = BARS_PER_PHRASE * PITCH_CLASSES * N_TRACKS
+    return Embedding("chroma", chroma_vectors, "cosine", dims, dims * FLOAT_BYTES,
+                     notes="per-bar per-track pitch-class histogram, L1-normalised, cosine")
+
+
+def bag_of_bars() -> Embedding:
+    return Embedding("bag_of_bars", bag_of_bars_vectors, "cosine", BAR_CELLS, BAR_CELLS * FLOAT_BYTES,
+                     notes="sum of the 4 per-bar unit vectors, cosine (sparse float32 in practice)")
+
+
+def pca(fit_songs: Sequence[SongPhrases], dims: int, seed: int = 0) -> Embedding:
+    model = fit_pca(_stack_sparse(raw_vectors, fit_songs), dims, seed=seed)
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        return model.transform(raw_vectors(phrases))
+
+    k = model.components.shape[0]
+    return Embedding("pca", embed, "euclidean", k, k * FLOAT_BYTES,
+                     notes=f"PCA of raw pianorolls, fit on {len(fit_songs)} training songs",
+                     meta={"explained_variance": model.explained_variance_ratio})
+
+
+def bag_of_bars_pca(fit_songs: Sequence[SongPhrases], dims: int, seed: int = 0) -> Embedding:
+    model = fit_pca(unit_rows(_stack_sparse(bag_of_bars_vectors, fit_songs)), dims, seed=seed)
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        return model.transform(unit_rows(bag_of_bars_vectors(phrases)))
+
+    k = model.components.shape[0]
+    return Embedding("bag_of_bars_pca", embed, "cosine", k, k * FLOAT_BYTES,
+                     notes=f"PCA of unit bag-of-bars vectors, fit on {len(fit_songs)} training songs",
+                     meta={"explained_variance": model.explained_variance_ratio})
+
+
+def random_floor(dims: int, seed: int = 0) -> Embedding:
+    """Fresh Gaussian noise for every call: what chance looks like on every task."""
+    rng = np.random.default_rng(seed)
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        return rng.standard_normal((len(phrases), dims)).astype(np.float32)
+
+    return Embedding("random", embed, "euclidean", dims, dims * FLOAT_BYTES,
+                     sample=lambda ph, r: r.standard_normal((len(ph), dims)).astype(np.float32),
+                     notes="independent noise per call (floor)")
+
+
+def model_embedding(model, name: str = "model", distance: str | None = None) -> Embedding:
+    """The VAE's posterior mean as the embedding; ``sample`` draws z = mu + sigma * eps."""
+    dist = distance or getattr(model, "distance", None) or "euclidean"
+    dims = int(model.latent_dim)
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        mu, _ = model.encode(np.asarray(phrases, dtype=bool))
+        return np.asarray(mu, dtype=np.float32)
+
+    def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mu, logvar = model.encode(np.asarray(phrases, dtype=bool))
+        mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+        return (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
+
+    ckpt = str(getattr(model, "checkpoint_id", ""))
+    return Embedding(name, embed, dist, dims, dims * FLOAT_BYTES, sample=sample, kind="model",
+                     notes=f"posterior mean; checkpoint {ckpt}", meta={"checkpoint_id": ckpt})
+
+
+BASELINE_NAMES = ("raw", "raw_cosine", "chroma", "pca", "bag_of_bars", "bag_of_bars_pca", "random")
+
+
+def make_baselines(
+    fit_songs: Sequence[SongPhrases], dims: int, names: Iterable[str] = BASELINE_NAMES, seed: int = 0
+) -> list[Embedding]:
+    """The requested baselines, in the order asked (PCA ones need ``fit_songs``)."""
+    makers = {
+        "raw": lambda: raw(False),
+        "raw_cosine": lambda: raw(True),
+        "chroma": chroma,
+        "pca": lambda: pca(fit_songs, dims, seed),
+        "bag_of_bars": bag_of_bars,
+        "bag_of_bars_pca": lambda: bag_of_bars_pca(fit_songs, dims, seed),
+        "random": lambda: random_floor(dims, seed),
+    }
+    out = []
+    for name in names:
+        if name not in makers:
+            raise ValueError(f"unknown baseline {name!r}; known: {', '.join(makers)}")
+        out.append(makers[name]())
+    return out

@@ -1,0 +1,77 @@
+"""The one thing every evaluation task consumes: an embedding function with its distance and cost.
+
+Tasks accept either an :class:`Embedding` or a bare callable ``embed(phrases) -> (n, d)`` plus a
+distance name; :func:`as_embedding` turns the latter into the former.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import scipy.sparse as sp
+
+from midivae.constants import PHRASE_SHAPE
+
+EmbedFn = Callable[[np.ndarray], "np.ndarray | sp.spmatrix"]
+#: ``sample(phrases, rng) -> (n, d)``: a stochastic encoding (the VAE's z = mu + sigma * eps).
+SampleFn = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """An embedding of phrases ``bool (n, *PHRASE_SHAPE)`` into vectors, and what it costs.
+
+    ``embed`` returns float32 ``(n, dims)`` (or a scipy CSR matrix for the sparse raw baselines).
+    ``sample`` is the stochastic encoding used by the original protocol; deterministic
+    embeddings leave it None and are encoded twice with ``embed``.
+    ``bytes_per_phrase`` is what one phrase's vector costs to store in its natural form.
+    """
+
+    name: str
+    embed: EmbedFn
+    distance: str
+    dims: int
+    bytes_per_phrase: int
+    sample: SampleFn | None = None
+    kind: str = "baseline"  # "baseline" | "model"
+    notes: str = ""
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def encode_sampled(self, phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.sample is None:
+            return dense(self.embed(phrases))
+        return self.sample(phrases, rng)
+
+
+def as_embedding(embed: Embedding | EmbedFn, distance: str | None = None, name: str = "embedding") -> Embedding:
+    if isinstance(embed, Embedding):
+        if distance is not None and distance != embed.distance:
+            return Embedding(**{**embed.__dict__, "distance": distance})
+        return embed
+    return Embedding(name=name, embed=embed, distance=distance or "euclidean", dims=-1, bytes_per_phrase=-1)
+
+
+def dense(v: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return v.toarray() if sp.issparse(v) else np.asarray(v)
+
+
+def embed_batches(emb: Embedding, batches: Iterable[np.ndarray]) -> np.ndarray | sp.csr_matrix:
+    """Embed a stream of phrase batches and stack the results (sparse stays sparse)."""
+    parts = [emb.embed(np.asarray(b, dtype=bool)) for b in batches]
+    parts = [p for p in parts if p.shape[0]]
+    if not parts:
+        return np.zeros((0, max(emb.dims, 0)), dtype=np.float32)
+    if any(sp.issparse(p) for p in parts):
+        return sp.vstack([sp.csr_matrix(p) for p in parts], format="csr")
+    return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+
+
+def embed_phrases(emb: Embedding, phrases: np.ndarray, batch: int = BATCH) -> np.ndarray | sp.csr_matrix:
+    phrases = np.asarray(phrases)
+    if phrases.shape[1:] != PHRASE_SHAPE:
+        raise ValueError(f"phrases must have shape (n, {PHRASE_SHAPE}), got {phrases.shape}")
+    return embed_batches(emb, (phrases[i : i + batch] for i in range(0, len(phrases), batch)))

@@ -1,0 +1,48 @@
+"""Small synthetic song sets whose retrieval answers are known exactly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from midivae.constants import PHRASE_SHAPE
+from midivae.evaluate.data import SongPhrases
+
+
+def random_phrases(rng: np.random.Generator, n: int, density: float = 0.01) -> np.ndarray:
+    ph = rng.random((n, *PHRASE_SHAPE)) < density
+    ph[:, 0, 0, 40, 1] = True  # never empty
+    return ph
+
+
+def repeated_songs(n_songs: int = 12, half: int = 3, seed: int = 0) -> list[SongPhrases]:
+    """Songs whose second half repeats their first half exactly (excerpt answer known)."""
+    rng = np.random.default_rng(seed)
+    songs = []
+    for i in range(n_songs):
+        first = random_phrases(rng, half)
+        songs.append(SongPhrases.from_phrases(f"song{i:02d}", np.concatenate([first, first])))
+    return songs
+
+
+@pytest.fixture
+def make_songs():
+    return repeated_songs
+
+
+@pytest.fixture
+def songs() -> list[SongPhrases]:
+    return repeated_songs()
+
+
+@pytest.fixture
+def lpd_dir() -> Path:
+    """The shared LPD-5 folder ($MIDIVAE_DATA or ../shared/data); skip when absent."""
+    root = Path(os.environ.get("MIDIVAE_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
+    path = root / "lpd5" / "lpd_5_cleansed"
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path}")
+    return path.resolve()

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from midivae.evaluate.metrics import (
+    balanced_accuracy,
+    first_relevant_metrics,
+    knn_vote,
+    precision_at_k,
+    rank_of_target,
+)
+
+
+def test_unique_nearest_is_a_hit():
+    d = np.array([[0.0, 1.0, 2.0], [3.0, 1.0, 2.0]])
+    s = rank_of_target(d, np.array([0, 2]))
+    assert np.allclose(s.hit(1), [1.0, 0.0])
+    assert np.allclose(s.reciprocal_rank(), [1.0, 0.5])
+
+
+def test_ties_count_in_expectation():
+    d = np.zeros((1, 4))  # all tied: rank uniform on 1..4
+    s = rank_of_target(d, np.array([2]))
+    assert s.hit(1)[0] == pytest.approx(0.25)
+    assert s.hit(2)[0] == pytest.approx(0.5)
+    assert s.reciprocal_rank()[0] == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 4) / 4)
+
+
+def test_first_relevant_matches_single_relevant_formula():
+    rng = np.random.default_rng(0)
+    d = rng.integers(0, 3, size=(50, 9)).astype(float)
+    target = rng.integers(0, 9, size=50)
+    rel = np.zeros_like(d, dtype=bool)
+    rel[np.arange(50), target] = True
+    a = first_relevant_metrics(d, rel, (1, 3))
+    s = rank_of_target(d, target)
+    assert np.allclose(a["hit@1"], s.hit(1))
+    assert np.allclose(a["hit@3"], s.hit(3))
+    assert np.allclose(a["rr"], s.reciprocal_rank())
+
+
+def test_first_relevant_by_enumeration():
+    # 2 relevant and 2 irrelevant all tied: first relevant is at rank 1 w.p. 1/2, 2 w.p. 1/3, 3 w.p. 1/6
+    d = np.zeros((1, 4))
+    rel = np.array([[True, True, False, False]])
+    m = first_relevant_metrics(d, rel, (1, 2))
+    assert m["hit@1"][0] == pytest.approx(0.5)
+    assert m["hit@2"][0] == pytest.approx(5 / 6)
+    assert m["rr"][0] == pytest.approx(0.5 + 1 / 3 / 2 + 1 / 6 / 3)
+
+
+def test_constant_distances_give_base_rates():
+    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    d = np.zeros((10, 10))
+    np.fill_diagonal(d, np.inf)
+    same = labels[:, None] == labels[None, :]
+    p = precision_at_k(d, same, 3)
+    # each query's 3 neighbours are drawn from the 9 others
+    expected = np.array([(same[i].sum() - 1) / 9 for i in range(10)])
+    assert np.allclose(p, expected)
+    prob = knn_vote(d, labels, 3, k=3)
+    # votes follow class frequencies among the others: no class but the majority can win
+    assert balanced_accuracy(prob, labels) == pytest.approx(1 / 3, abs=0.02)
