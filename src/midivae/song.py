@@ -97,19 +97,21 @@ def notes_to_roll(notes: Notes, n_steps: int | None = None) -> np.ndarray:
 
     cells = N_PITCHES * N_TRACKS
     column = pitch * N_TRACKS + track
-    delta = np.bincount(start * cells + column, minlength=(n_steps + 1) * cells).astype(np.int32)
-    delta -= np.bincount(end * cells + column, minlength=(n_steps + 1) * cells).astype(np.int32)
-    sounding = np.cumsum(delta.reshape(n_steps + 1, cells), axis=0)[:n_steps] > 0
+    roll = np.zeros(n_steps * cells, dtype=bool)
+    # Paint every covered cell at once: O(active cells), not O(steps x cells).
+    length = end - start
+    first = np.repeat(start * cells + column, length)
+    within = np.arange(first.shape[0], dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+    roll[first + within * cells] = True
+    roll = roll.reshape(n_steps, cells)
 
-    # Re-attacks: clear the step before an onset that continues a sounding note of the same pitch.
+    # Re-attacks: clear the step before an onset that continues a sounding note of the same pitch
+    # (a note that starts at step s never covers s - 1, so a set cell there is another note).
     onset = start > 0
-    before = start[onset] - 1
-    col = column[onset]
-    # A step may be both the end of one note and the start of a one-step note of the same pitch;
-    # only notes that were themselves sounding before their onset get a gap.
-    repeated = sounding[before, col]
-    sounding[before[repeated], col[repeated]] = False
-    return sounding.reshape(n_steps, N_PITCHES, N_TRACKS)
+    before, col = start[onset] - 1, column[onset]
+    repeated = roll[before, col]
+    roll[before[repeated], col[repeated]] = False
+    return roll.reshape(n_steps, N_PITCHES, N_TRACKS)
 
 
 def roll_to_notes(roll: np.ndarray) -> Notes:
