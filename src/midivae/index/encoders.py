@@ -1,0 +1,90 @@
+"""Which encoder turns phrases into vectors: the trained model, or a built-in stand-in.
+
+``resolve_encoder(None)`` loads the shipped model through ``midivae.model.api.load_model``;
+a path loads that checkpoint. ``builtin:bar-profile[:DIM]`` is a deterministic, no-learning
+encoder (per-track pitch and rhythm profiles pooled over the 4 bars, then a fixed random
+projection): tests and benchmarks use it where no trained model exists, and it is an honest
+floor for what the learnt model must beat.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_BAR
+from midivae.errors import CheckpointError, InvalidInputError
+from midivae.index.base import Encoder
+
+BUILTIN_PREFIX = "builtin:"
+BAR_PROFILE = "builtin:bar-profile"
+_FEATURES = N_PITCHES * N_TRACKS + STEPS_PER_BAR * N_TRACKS
+
+
+class BarProfileEncoder:
+    """Order-free bar profile -> fixed Gaussian projection. Deterministic given (dim, seed)."""
+
+    def __init__(self, latent_dim: int = 64, seed: int = 0) -> None:
+        self.latent_dim = int(latent_dim)
+        self.seed = int(seed)
+        self.checkpoint_id = f"{BAR_PROFILE}/d{self.latent_dim}/s{self.seed}"
+        rng = np.random.default_rng(seed)
+        self._proj = (rng.standard_normal((_FEATURES, self.latent_dim)) / np.sqrt(_FEATURES)).astype(np.float32)
+
+    def features(self, phrases: np.ndarray) -> np.ndarray:
+        phrases = check_phrases(phrases)
+        n = phrases.shape[0]
+        pitch = phrases.sum(axis=(1, 2), dtype=np.uint16).reshape(n, -1)  # (n, 84*5) over bars, steps
+        rhythm = phrases.any(axis=3).sum(axis=1, dtype=np.uint16).reshape(n, -1)  # (n, 48*5) over bars
+        feats = np.concatenate([pitch, rhythm], axis=1).astype(np.float32)
+        return np.log1p(feats)
+
+    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu = self.features(phrases) @ self._proj
+        return mu.astype(np.float32), np.zeros_like(mu)
+
+
+def check_phrases(phrases: np.ndarray) -> np.ndarray:
+    phrases = np.asarray(phrases)
+    if phrases.ndim != len(PHRASE_SHAPE) + 1 or phrases.shape[1:] != PHRASE_SHAPE:
+        raise InvalidInputError("<phrases>", f"expected shape (n, {', '.join(map(str, PHRASE_SHAPE))}), "
+                                f"got {phrases.shape}")
+    return phrases.astype(bool, copy=False)
+
+
+def resolve_encoder(checkpoint: str | None = None) -> Encoder:
+    """The encoder named by ``checkpoint`` (None: the shipped model)."""
+    if checkpoint and checkpoint.startswith(BAR_PROFILE):
+        parts = checkpoint[len(BAR_PROFILE):].strip(":/").split(":") if checkpoint != BAR_PROFILE else []
+        try:
+            dim = int(parts[0].lstrip("d")) if parts and parts[0] else 64
+        except ValueError:
+            raise CheckpointError(f"{checkpoint}: expected {BAR_PROFILE}[:DIM]") from None
+        return BarProfileEncoder(dim)
+    if checkpoint and checkpoint.startswith(BUILTIN_PREFIX):
+        raise CheckpointError(f"{checkpoint}: unknown built-in encoder (known: {BAR_PROFILE}[:DIM])")
+    try:
+        api = importlib.import_module("midivae.model.api")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("midivae.model.api", "midivae.model"):
+            raise
+        raise CheckpointError(
+            f"no trained model available (midivae.model.api is missing); pass --checkpoint {BAR_PROFILE} "
+            "to use the built-in no-learning encoder") from None
+    return api.load_model(checkpoint)
+
+
+def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Posterior means ``(n, latent_dim)`` float32, encoded in batches to bound memory."""
+    phrases = check_phrases(phrases)
+    out = np.empty((phrases.shape[0], encoder.latent_dim), dtype=np.float32)
+    for start in range(0, phrases.shape[0], batch):
+        mu, _ = encoder.encode(phrases[start : start + batch])
+        mu = np.asarray(mu, dtype=np.float32)
+        if mu.shape != (min(batch, phrases.shape[0] - start), encoder.latent_dim) or not np.isfinite(mu).all():
+            raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad means {mu.shape}")
+        out[start : start + batch] = mu
+    return out
+
+

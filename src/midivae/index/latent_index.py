@@ -1,0 +1,261 @@
+"""A latent index on disk: phrase vectors, song vectors and the catalogue of one generation.
+
+:class:`LatentIndex` is the read side (loads one published generation into memory; the SQLite
+catalogue is opened read-only). :class:`IndexWriter` is the write side: it starts from the current
+generation (or nothing), applies adds and removes in memory and in a copy of the catalogue, and
+publishes the result as the next generation when its ``with`` block ends without error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midivae.errors import IndexMismatchError, VectorIndexError
+from midivae.index import storage
+from midivae.index.catalogue import Catalogue, PhraseTable, SongRecord
+from midivae.index.faiss_index import FaissIndex, IndexSpec, normalise
+
+CATALOGUE = "catalogue.sqlite"
+PHRASES = "phrases"
+SONGS = "songs"
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    path: str
+    generation: str
+    checkpoint_id: str
+    checkpoint: str
+    latent_dim: int
+    kind: str
+    metric: str
+    n_songs: int
+    n_phrases: int
+    n_dead_slots: int
+    created_at: str
+    disk_bytes: int
+
+
+def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
+    """A song's vector: the mean of its phrase vectors (of unit vectors, renormalised, for cosine)."""
+    if metric == "cosine":
+        return normalise(normalise(phrase_vectors).mean(0, keepdims=True))[0]
+    return np.asarray(phrase_vectors, dtype=np.float32).mean(0)
+
+
+class LatentIndex:
+    """One published generation of an index folder, loaded for searching."""
+
+    def __init__(self, path: Path, generation: Path, phrases: FaissIndex, songs: FaissIndex,
+                 catalogue: Catalogue) -> None:
+        self.path = Path(path)
+        self.generation = generation
+        self.phrases = phrases
+        self.songs = songs
+        self.catalogue = catalogue
+        meta = catalogue.meta()
+        self.meta = meta
+        self.checkpoint_id: str = meta["checkpoint_id"]
+        self.latent_dim = int(meta["latent_dim"])
+        self.metric: str = meta["metric"]
+        self._table: PhraseTable | None = None
+        self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def open(cls, path: Path, retries: int = 5) -> LatentIndex:
+        """Load the current generation (retrying if a writer swaps it away while we open it)."""
+        path = Path(path)
+        for attempt in range(retries):
+            gen = storage.current_generation(path)
+            try:
+                return cls._load(path, gen)
+            except VectorIndexError:
+                if attempt + 1 == retries or storage.current_generation(path) == gen:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load(cls, path: Path, gen: Path) -> LatentIndex:
+        if not gen.is_dir():
+            raise VectorIndexError(f"{path}: generation {gen.name} is missing")
+        catalogue = Catalogue.open(gen / CATALOGUE)
+        phrases = FaissIndex.load(gen / PHRASES)
+        songs = FaissIndex.load(gen / SONGS)
+        index = cls(path, gen, phrases, songs, catalogue)
+        if len(phrases) != catalogue.n_phrases() or len(songs) != catalogue.n_songs():
+            raise VectorIndexError(f"{gen}: catalogue and vectors disagree")
+        return index
+
+    def table(self) -> PhraseTable:
+        if self._table is None:
+            self._table = self.catalogue.phrase_table()
+        return self._table
+
+    def song_keys_of(self, vector_ids: np.ndarray) -> np.ndarray:
+        """Song key of each phrase vector id (all must be in the index)."""
+        if self._by_vid is None:
+            t = self.table()
+            order = np.argsort(t.vector_ids, kind="stable")
+            self._by_vid = (t.vector_ids[order], t.song_keys[order])
+        sorted_vids, keys = self._by_vid
+        pos = np.minimum(np.searchsorted(sorted_vids, vector_ids), max(sorted_vids.size - 1, 0))
+        if sorted_vids.size == 0 or (sorted_vids[pos] != vector_ids).any():
+            raise VectorIndexError(f"{self.path}: vector ids missing from the catalogue")
+        return keys[pos]
+
+    def song(self, song_id: str) -> SongRecord:
+        return self.catalogue.get(song_id)
+
+    def check_encoder(self, checkpoint_id: str) -> None:
+        if checkpoint_id != self.checkpoint_id:
+            raise IndexMismatchError(
+                f"{self.path}: index was built by checkpoint {self.checkpoint_id!r}, "
+                f"not {checkpoint_id!r}; rebuild it or pass its checkpoint")
+
+    def info(self) -> IndexInfo:
+        disk = sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
+        return IndexInfo(
+            path=str(self.path), generation=self.generation.name, checkpoint_id=self.checkpoint_id,
+            checkpoint=self.meta.get("checkpoint", ""), latent_dim=self.latent_dim,
+            kind=self.phrases.spec.kind, metric=self.metric, n_songs=self.catalogue.n_songs(),
+            n_phrases=len(self.phrases), n_dead_slots=self.phrases.n_dead,
+            created_at=self.meta.get("created_at", ""), disk_bytes=disk)
+
+    def close(self) -> None:
+        self.catalogue.close()
+
+    def __enter__(self) -> LatentIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class IndexWriter:
+    """Apply adds and removes to an index folder, published atomically on success.
+
+    ``with IndexWriter.create(path, ...) as w`` starts a new index (or replaces one with
+    ``overwrite``); ``with IndexWriter.open(path) as w`` continues the current generation.
+    """
+
+    def __init__(self, path: Path, checkpoint_id: str, latent_dim: int, spec: IndexSpec | None,
+                 checkpoint: str, create: bool, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self._create = create
+        self._overwrite = overwrite
+        self._spec = spec
+        self._checkpoint_id = checkpoint_id
+        self._checkpoint = checkpoint
+        self._latent_dim = latent_dim
+        self._stack: list = []
+        self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.added: list[str] = []
+        self.removed: list[str] = []
+
+    @classmethod
+    def create(cls, path: Path, checkpoint_id: str, latent_dim: int, spec: IndexSpec = IndexSpec(),
+               checkpoint: str = "", overwrite: bool = False) -> IndexWriter:
+        return cls(path, checkpoint_id, latent_dim, spec, checkpoint, create=True, overwrite=overwrite)
+
+    @classmethod
+    def open(cls, path: Path, checkpoint_id: str | None = None) -> IndexWriter:
+        """Continue an index; with ``checkpoint_id`` refuse one built by another checkpoint."""
+        return cls(path, checkpoint_id or "", 0, None, "", create=False)
+
+    def __enter__(self) -> IndexWriter:
+        lock = storage.writer_lock(self.path)
+        lock.__enter__()
+        self._stack.append(lock)
+        try:
+            self._start()
+        except BaseException:
+            lock.__exit__(None, None, None)
+            self._stack.clear()
+            raise
+        return self
+
+    def _start(self) -> None:
+        exists = storage.is_index(self.path)
+        if self._create and exists and not self._overwrite:
+            raise VectorIndexError(f"{self.path}: an index is already there (use --force to replace it)")
+        if self._create and not exists and self.path.exists() and any(
+                p for p in self.path.iterdir() if p.name != ".lock"):
+            raise VectorIndexError(f"{self.path}: folder exists and is not an index")
+        gen_cm = storage.new_generation(self.path)
+        self._work = gen_cm.__enter__()
+        self._stack.append(gen_cm)
+        if self._create:
+            self.catalogue = Catalogue.create(self._work / CATALOGUE, {
+                "checkpoint_id": self._checkpoint_id, "checkpoint": self._checkpoint,
+                "latent_dim": str(self._latent_dim), "metric": self._spec.metric})
+            self.phrases = FaissIndex(self._latent_dim, self._spec)
+            self.songs = FaissIndex(self._latent_dim, IndexSpec(kind="exact", metric=self._spec.metric))
+        else:
+            current = LatentIndex.open(self.path)
+            try:
+                if self._checkpoint_id:
+                    current.check_encoder(self._checkpoint_id)
+                self.phrases, self.songs = current.phrases, current.songs
+            finally:
+                current.close()
+            shutil.copyfile(current.generation / CATALOGUE, self._work / CATALOGUE)
+            self.catalogue = Catalogue.open(self._work / CATALOGUE, writable=True)
+        meta = self.catalogue.meta()
+        self.checkpoint_id = meta["checkpoint_id"]
+        self.metric = meta["metric"]
+        self.latent_dim = int(meta["latent_dim"])
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        gen_cm = self._stack.pop() if len(self._stack) == 2 else None
+        lock = self._stack.pop()
+        try:
+            if gen_cm is not None:
+                if exc_type is None:
+                    self._flush()
+                    self.catalogue.commit_and_close()
+                    self.phrases.save(self._work / PHRASES)
+                    self.songs.save(self._work / SONGS)
+                    gen_cm.__exit__(None, None, None)
+                else:
+                    self.catalogue.close()
+                    gen_cm.__exit__(exc_type, exc, tb)
+        finally:
+            lock.__exit__(None, None, None)
+
+    # ---- edits ----------------------------------------------------------------------------------
+    def has_song(self, song_id: str) -> bool:
+        return self.catalogue.find(song_id) is not None
+
+    def add_song(self, song_id: str, vectors: np.ndarray, bar_offsets: np.ndarray, *, title: str = "",
+                 path: str = "", source: str = "", content_hash: str = "") -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.latent_dim or len(vectors) != len(bar_offsets):
+            raise VectorIndexError(f"song {song_id!r}: expected ({len(bar_offsets)}, {self.latent_dim}) vectors, "
+                                   f"got {vectors.shape}")
+        if len(vectors) == 0:
+            raise VectorIndexError(f"song {song_id!r} has no phrases")
+        key, vids = self.catalogue.add_song(song_id, title or song_id, path, source, content_hash, bar_offsets)
+        self._pending.append((key, vids, vectors))
+        self.added.append(song_id)
+
+    def _flush(self) -> None:
+        """Hand buffered songs to the vector indexes in one add (one IVF training, no O(n^2) copies)."""
+        if not self._pending:
+            return
+        keys = np.array([p[0] for p in self._pending], dtype=np.int64)
+        self.phrases.add(np.concatenate([p[1] for p in self._pending]), np.concatenate([p[2] for p in self._pending]))
+        self.songs.add(keys, np.stack([song_vector(p[2], self.metric) for p in self._pending]))
+        self._pending = []
+
+    def remove_song(self, song_id: str) -> None:
+        self._flush()
+        key, vids = self.catalogue.remove_song(song_id)
+        self.phrases.remove(vids)
+        self.songs.remove(np.array([key]))
+        self.removed.append(song_id)

@@ -1,0 +1,248 @@
+"""From a query (a MIDI / LPD file or a song id in the index) to a ranked list of songs.
+
+Ranking rule (default ``mean``): a song's distance to the query is the **mean, over the query's
+phrases, of the distance from that phrase to the song's nearest phrase**. It rewards songs that
+match the whole query, not one lucky phrase; ``nearest`` (the best single phrase pair) is kept as
+an option. The choice was measured on the excerpt task (benchmarks/search.py prints both).
+
+How: every query phrase retrieves its ``candidates`` nearest phrases from the vector index
+(exact or approximate); the songs they belong to are the candidates, and each candidate is then
+scored *exactly* against all of its stored phrase vectors, so approximate search only decides
+which songs are considered, never their distances.
+
+``any_key``: the query is also encoded in all 12 transpositions of its pitched tracks (shifts
+-6..+5 semitones, drums untouched, notes shifted off the 84-pitch range dropped); each song keeps
+its best transposition, reported as ``transpose`` (semitones applied to the query).
+
+Which song is excluded: when the query is a song id, that song is left out of the results (you
+asked for *other* songs like it). A query file is searched as is; an indexed song with exactly the
+same phrase content is reported with ``same_content = True``, so "this file is already in your
+collection" shows as a hit at distance 0.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midivae.constants import PITCHED_TRACKS
+from midivae.errors import InvalidInputError, NotFoundError, VectorIndexError
+from midivae.index.base import Encoder
+from midivae.index.encoders import encode_means
+from midivae.index.latent_index import LatentIndex
+from midivae.index.sources import content_hash, read_phrases
+from midivae.song import Phrases
+
+RULES: tuple[str, ...] = ("mean", "nearest")
+DEFAULT_RULE = "mean"
+TRANSPOSITIONS: tuple[int, ...] = tuple(range(-6, 6))
+
+
+@dataclass(frozen=True)
+class Match:
+    query_bar: int  # first bar of the query phrase (song bar numbers, 0-based)
+    hit_bar: int  # first bar of the hit song's nearest phrase
+    distance: float
+
+
+@dataclass(frozen=True)
+class SongHit:
+    rank: int
+    song_id: str
+    title: str
+    path: str
+    distance: float
+    transpose: int
+    same_content: bool
+    matches: tuple[Match, ...]  # one per query phrase, nearest first
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    query: str
+    query_kind: str  # "file" or "song"
+    n_query_phrases: int
+    rule: str
+    any_key: bool
+    excluded: tuple[str, ...]
+    hits: tuple[SongHit, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QueryVectors:
+    """Encoded query: ``vectors`` is ``(n_shifts, n_phrases, dim)``."""
+
+    label: str
+    kind: str
+    vectors: np.ndarray
+    shifts: tuple[int, ...]
+    bar_offsets: np.ndarray
+    content_hash: str = ""
+    exclude_song_id: str | None = None
+
+
+def transpose_phrases(phrases: np.ndarray, shift: int) -> np.ndarray:
+    """Pitched tracks moved by ``shift`` semitones (zero fill); drums untouched."""
+    out = np.array(phrases, dtype=bool, copy=True)
+    if shift == 0:
+        return out
+    tracks = list(PITCHED_TRACKS)
+    src = phrases[..., tracks]
+    moved = np.zeros_like(src)
+    if shift > 0:
+        moved[..., shift:, :] = src[..., :-shift, :]
+    else:
+        moved[..., :shift, :] = src[..., -shift:, :]
+    out[..., tracks] = moved
+    return out
+
+
+def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_key: bool,
+                 exclude_song_id: str | None = None) -> QueryVectors:
+    shifts = TRANSPOSITIONS if any_key else (0,)
+    batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
+    vectors = encode_means(encoder, batch).reshape(len(shifts), len(phrases), -1)
+    return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
+                        exclude_song_id)
+
+
+def parse_bars(text: str | None) -> tuple[int, int] | None:
+    """``"A:B"`` -> bars ``[A, B)`` (0-based); ``"A:"`` runs to the end."""
+    if not text:
+        return None
+    try:
+        a, b = text.split(":")
+        first = int(a) if a else 0
+        last = int(b) if b else 2**31
+    except ValueError:
+        raise InvalidInputError("--bars", f"expected A:B with integers, got {text!r}") from None
+    if first < 0 or last <= first:
+        raise InvalidInputError("--bars", f"empty or negative bar range {text!r}")
+    return first, last
+
+
+def _song_phrases_from_source(index: LatentIndex, song_id: str) -> Phrases:
+    """Re-read an indexed song's phrases (needed to transpose it for --any-key)."""
+    record = index.song(song_id)
+    if record.source in ("midi", "lpd") and Path(record.path).is_file():
+        return read_phrases(record.path)
+    if record.source == "store":
+        from midivae.index.sources import discover
+
+        for source in discover([record.path]):
+            if source.song_id == song_id:
+                return source.load()
+    raise NotFoundError(f"song {song_id!r}: its source {record.path} is gone, so it cannot be transposed "
+                        "(search without --any-key, or query with the file)")
+
+
+def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, bars: tuple[int, int] | None,
+                    any_key: bool) -> QueryVectors:
+    """A song already in the index: its stored vectors (re-encoded from its source for --any-key)."""
+    record = index.song(song_id)
+    if any_key:
+        if encoder is None:
+            raise VectorIndexError("--any-key needs the index's encoder")
+        phrases = _song_phrases_from_source(index, song_id)
+        if bars is not None:
+            keep = (phrases.bar_offsets >= bars[0]) & (phrases.bar_offsets < bars[1])
+            phrases = Phrases(phrases.phrases[keep], phrases.bar_offsets[keep])
+        if len(phrases) == 0:
+            raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
+        return encode_query(encoder, phrases, song_id, "song", True, exclude_song_id=song_id)
+    vids, offsets = index.catalogue.song_phrases(record.song_key)
+    if bars is not None:
+        keep = (offsets >= bars[0]) & (offsets < bars[1])
+        vids, offsets = vids[keep], offsets[keep]
+        if vids.size == 0:
+            raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
+    vectors = index.phrases.vectors(vids)[None]
+    return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id)
+
+
+def query_from_file(path: str | os.PathLike[str], encoder: Encoder, bars: tuple[int, int] | None,
+                    any_key: bool) -> QueryVectors:
+    phrases = read_phrases(path, bars)
+    return encode_query(encoder, phrases, str(path), "file", any_key)
+
+
+def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[int, int] | None,
+                  any_key: bool) -> QueryVectors:
+    """QUERY is a file if such a file exists, else a song id of the index.
+
+    ``encoder_factory`` is called only when an encoder is needed (a song-id query without
+    --any-key needs none), so the model is loaded lazily.
+    """
+    if Path(query).is_file():
+        encoder = encoder_factory()
+        index.check_encoder(encoder.checkpoint_id)
+        return query_from_file(query, encoder, bars, any_key)
+    if index.catalogue.find(query) is None:
+        if Path(query).suffix:
+            raise NotFoundError(f"{query}: no such file, and no song with that id in {index.path}")
+        raise NotFoundError(f"song id {query!r} is not in {index.path} (and no such file)")
+    encoder = None
+    if any_key:
+        encoder = encoder_factory()
+        index.check_encoder(encoder.checkpoint_id)
+    return query_from_song(index, query, encoder, bars, any_key)
+
+
+def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
+               candidates: int | None = None) -> list[SongHit]:
+    """The ``k`` songs nearest to the query under ``rule`` (see the module docstring)."""
+    if rule not in RULES:
+        raise VectorIndexError(f"unknown ranking rule {rule!r} (choose from {', '.join(RULES)})")
+    n_shifts, n_q, dim = query.vectors.shape
+    if n_q == 0 or len(index.phrases) == 0 or k <= 0:
+        return []
+    flat = query.vectors.reshape(-1, dim)
+    kk = min(len(index.phrases), candidates or max(4 * k, 32))
+    _, vids = index.phrases.search(flat, kk)
+    table = index.table()
+    keys = index.song_keys_of(vids[vids >= 0])
+    exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else None
+    cand = np.unique(keys)
+    if exclude is not None:
+        cand = cand[cand != exclude]
+    if cand.size == 0:
+        return []
+    starts, stops = table.song_ranges(cand)
+    lengths = stops - starts
+    cols = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
+    dist = index.phrases.distances_to(flat, table.vector_ids[cols])  # (shifts*n_q, m)
+    offsets = np.r_[0, np.cumsum(lengths[:-1])]
+    per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, n_q, cand.size)
+    score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
+    best_shift = score.argmin(axis=0)
+    song_score = score[best_shift, np.arange(cand.size)]
+    order = np.lexsort((cand, song_score))[:k]  # distance, then song key for a stable order
+    records = index.catalogue.by_keys([int(c) for c in cand[order]])
+    hits = []
+    for rank, j in enumerate(order, start=1):
+        s = int(best_shift[j])
+        block = dist.reshape(n_shifts, n_q, -1)[s][:, offsets[j] : offsets[j] + lengths[j]]
+        nearest = block.argmin(axis=1)
+        hit_bars = table.bar_offsets[cols[offsets[j] + nearest]]
+        match_d = block[np.arange(n_q), nearest]
+        m_order = np.argsort(match_d, kind="stable")
+        matches = tuple(Match(int(query.bar_offsets[i]), int(hit_bars[i]), float(match_d[i])) for i in m_order)
+        rec = records[int(cand[j])]
+        hits.append(SongHit(rank, rec.song_id, rec.title, rec.path, float(song_score[j]), int(query.shifts[s]),
+                            bool(query.content_hash) and rec.content_hash == query.content_hash, matches))
+    return hits
+
+
+def search(index: LatentIndex, query: str, encoder_factory, k: int = 10, bars: tuple[int, int] | None = None,
+           any_key: bool = False, rule: str = DEFAULT_RULE) -> SearchResult:
+    """Read, cut, encode and search: the library behind ``midivae search``."""
+    q = resolve_query(index, query, encoder_factory, bars, any_key)
+    hits = rank_songs(index, q, k=k, rule=rule)
+    return SearchResult(query=q.label, query_kind=q.kind, n_query_phrases=int(q.vectors.shape[1]), rule=rule,
+                        any_key=any_key, excluded=(q.exclude_song_id,) if q.exclude_song_id else (), hits=tuple(hits))
