@@ -88,7 +88,7 @@ def track_masks(phrases: np.ndarray) -> np.ndarray:
 def note_counts(phrases: np.ndarray) -> np.ndarray:
     """Number of note onsets per phrase (a note = a run of active steps in one pitch and track)."""
     n = phrases.shape[0]
-    steps = phrases.reshape(n, -1, *PHRASE_SHAPE[2:])
+    steps = phrases.reshape(n, PHRASE_SHAPE[0] * PHRASE_SHAPE[1], -1)  # (n, steps, pitches x tracks)
     onsets = steps[:, 1:] & ~steps[:, :-1]
     return steps[:, 0].reshape(n, -1).sum(axis=1) + onsets.reshape(n, -1).sum(axis=1)
 
