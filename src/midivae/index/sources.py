@@ -97,23 +97,28 @@ def _open_store(path: Path):
 
 
 def _store_sources(store, path: Path) -> list[SongSource]:
-    splits = [store.rows(split) for split in ("train", "validation", "test")]
-    rows = np.unique(np.concatenate(splits)) if splits else np.zeros(0, np.int64)
-    song_ids = np.asarray(store.song_ids(rows), dtype=object)
-    order = np.argsort(song_ids, kind="stable")
-    rows, song_ids = rows[order], song_ids[order]
-    bounds = np.flatnonzero(np.r_[True, song_ids[1:] != song_ids[:-1], True])
+    """One source per stored song (duplicates hold no rows and are skipped by the store itself).
+
+    The catalogue records the song's original file when the store knows it, so ``--any-key``
+    can re-read it later; the phrases themselves come from the store.
+    """
     out = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        song_rows = rows[lo:hi]
+    for song in store.songs():
+        n, first = int(song.get("n_phrases") or 0), song.get("first_row")
+        if song.get("duplicate_of") or n == 0 or first is None:
+            continue
+        rows = np.arange(int(first), int(first) + n, dtype=np.int64)
 
-        def load(song_rows=song_rows) -> Phrases:
-            offsets = np.asarray(store.bar_offsets(song_rows), dtype=np.int64)
+        def load(rows=rows) -> Phrases:
+            offsets = np.asarray(store.bar_offsets(rows), dtype=np.int64)
             order = np.argsort(offsets, kind="stable")
-            return Phrases(np.asarray(store.phrases(song_rows[order]), dtype=bool), offsets[order])
+            return Phrases(np.asarray(store.phrases(rows[order]), dtype=bool), offsets[order])
 
-        sid = str(song_ids[lo])
-        out.append(SongSource(sid, sid, str(path), "store", load))
+        original = str(song.get("source") or "")
+        suffix = Path(original).suffix.lower()
+        kind = "lpd" if suffix == LPD_SUFFIX else "midi" if suffix in MIDI_SUFFIXES else "store"
+        sid = str(song["song_id"])
+        out.append(SongSource(sid, sid, original if kind != "store" else str(path), kind, load))
     return out
 
 
