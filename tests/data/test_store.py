@@ -166,3 +166,18 @@ def test_killed_ingest_resumes_to_the_same_store(data_dir: Path, tmp_path: Path,
     assert summary.already_done > 0
     assert _store_state(resumed) == _store_state(reference)
     assert (resumed / "phrases.bin").stat().st_size == (reference / "phrases.bin").stat().st_size
+
+
+def test_musegan_phrase_file_ingests_one_song_per_phrase(tmp_path: Path) -> None:
+    from midivae.io.musegan import write_musegan
+
+    phrases = random_phrases(30, seed=4)
+    phrases[5] = False
+    write_musegan(tmp_path / "train_x_lpd_5_phr.npz", [phrases[:11], phrases[11:]], 30)
+    summary = ingest([tmp_path / "train_x_lpd_5_phr.npz"], tmp_path / "store", workers=1)
+    assert summary.files_read == 1 and summary.phrases_written == 29
+    with PhraseStore.open(tmp_path / "store") as store:
+        assert np.array_equal(store.phrases(), np.delete(phrases, 5, axis=0))
+        assert store.song_ids()[:2] == ["train_x_lpd_5_phr/000000", "train_x_lpd_5_phr/000001"]
+    again = ingest([tmp_path / "train_x_lpd_5_phr.npz"], tmp_path / "store", workers=1)
+    assert again.phrases_written == 0

@@ -210,10 +210,11 @@ def ingest(
             batch, skipped = [], []
             last_commit = time.monotonic()
 
-        def handle(outcome: _Outcome) -> None:
+        def handle(outcome: _Outcome, whole_file: bool = True) -> None:
             if outcome.record is None:
                 skipped.append((outcome.path, outcome.reason or "unknown"))
-                summary.skipped[reason_group(outcome.reason or "unknown")] += 1
+                if whole_file:
+                    summary.skipped[reason_group(outcome.reason or "unknown")] += 1
             else:
                 rec = outcome.record
                 unique = writer.unique_song_id(rec.song_id)
@@ -225,7 +226,7 @@ def ingest(
                     seen_hashes.add(rec.content_hash)
                     summary.songs_written += 1
                 batch.append(rec)
-                summary.files_read += 1
+                summary.files_read += int(whole_file)
                 summary.sections_skipped += outcome.sections_skipped
             if on_file is not None:
                 on_file(outcome)
@@ -238,9 +239,10 @@ def ingest(
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(phrases=summary.phrases_written + sum(len(r.packed) for r in batch), refresh=False)
-            for path in musegan:
+            for path in musegan:  # one song per phrase: the file does not say where songs end
+                summary.files_read += 1
                 for outcome in _musegan_outcomes(path, done):
-                    handle(outcome)
+                    handle(outcome, whole_file=False)
             flush()
         finally:
             if bar is not None:
