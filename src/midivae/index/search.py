@@ -203,14 +203,18 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     if n_q == 0 or len(index.phrases) == 0 or k <= 0:
         return []
     flat = query.vectors.reshape(-1, dim)
-    kk = min(len(index.phrases), candidates or max(4 * k, 32))
-    _, vids = index.phrases.search(flat, kk)
     table = index.table()
-    keys = index.song_keys_of(vids[vids >= 0])
     exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else None
-    cand = np.unique(keys)
-    if exclude is not None:
-        cand = cand[cand != exclude]
+    n_songs = len(index.songs) - (exclude is not None)
+    kk = min(len(index.phrases), candidates or max(4 * k, 32))
+    while True:  # widen the pool until it holds k candidate songs (or the whole index)
+        _, vids = index.phrases.search(flat, kk)
+        cand = np.unique(index.song_keys_of(vids[vids >= 0]))
+        if exclude is not None:
+            cand = cand[cand != exclude]
+        if cand.size >= min(k, n_songs) or kk >= len(index.phrases):
+            break
+        kk = min(len(index.phrases), 4 * kk)
     if cand.size == 0:
         return []
     starts, stops = table.song_ranges(cand)

@@ -6,6 +6,7 @@ large collection and skip a bad file with its reason instead of failing the whol
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterable
@@ -54,20 +55,12 @@ def read_song(path: str | os.PathLike[str]) -> Song:
 
 
 def clip_bars(song: Song, bars: tuple[int, int] | None) -> Song:
-    """The song restricted to bars ``[A, B)`` (song bar numbers), phrases re-cut from bar A."""
+    """The song restricted to bars ``[A, B)`` (bar = step // STEPS_PER_BAR), phrases re-cut from bar A."""
     if bars is None:
         return song
-    first, last = bars
-    sections, firsts = [], []
-    for (begin, end), bar0 in zip(song.sections, song.first_bar):
-        n_bars = -(-(end - begin) // STEPS_PER_BAR)
-        lo, hi = max(first, bar0), min(last, bar0 + n_bars)
-        if lo < hi:
-            start = begin + (lo - bar0) * STEPS_PER_BAR
-            sections.append((start, min(end, begin + (hi - bar0) * STEPS_PER_BAR)))
-            firsts.append(lo)
-    return Song(roll=song.roll, sections=tuple(sections), first_bar=tuple(firsts), source=song.source,
-                tempo=song.tempo, skipped=song.skipped)
+    lo, hi = bars[0] * STEPS_PER_BAR, bars[1] * STEPS_PER_BAR
+    sections = tuple((max(b, lo), min(e, hi)) for b, e in song.sections if max(b, lo) < min(e, hi))
+    return dataclasses.replace(song, sections=sections)
 
 
 def read_phrases(path: str | os.PathLike[str], bars: tuple[int, int] | None = None) -> Phrases:
