@@ -168,3 +168,18 @@ def test_wrong_contents(tmp_path: Path, phrases: np.ndarray) -> None:
     _expect_invalid(tmp_path / "pitch.npz", "axis 3")
     with pytest.raises(InvalidInputError, match="shape"):
         musegan_count(tmp_path / "shape.npz")
+
+
+def test_deflated_member_crc_is_checked_before_the_last_chunk(tmp_path: Path, phrases: np.ndarray) -> None:
+    good = tmp_path / "good.npz"
+    write_musegan(good, [phrases], len(phrases), compressed=True)
+    with zipfile.ZipFile(good) as zf:
+        crc = zf.getinfo("nonzero.npy").CRC
+    data = good.read_bytes()
+    old, new = crc.to_bytes(4, "little"), (crc ^ 1).to_bytes(4, "little")
+    assert data.count(old) == 2  # local header and central directory
+    bad = tmp_path / "badcrc.npz"
+    bad.write_bytes(data.replace(old, new))
+    chunks = iter_musegan(bad, len(phrases))  # one chunk: nothing may come out
+    with pytest.raises(InvalidInputError, match="CRC"):
+        next(chunks)

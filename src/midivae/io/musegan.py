@@ -3,9 +3,10 @@
 The file is a numpy ``.npz`` with two arrays, as MuseGAN's ``collect_data.py`` writes it:
 ``shape`` = ``[n, 4, 48, 84, 5]`` and ``nonzero`` = ``np.array(np.nonzero(dense))``, an integer
 array ``(5, nnz)`` whose columns are sorted by phrase (C order). Its dense form is 7.7 GiB, so the
-reader never builds it: it opens the ``nonzero.npy`` member once per row, seeks each handle to the
-start of its row and reads the five rows in lockstep, block by block, cutting at phrase
-boundaries. Memory stays at one chunk of phrases plus one block of columns, whatever the file size.
+reader never builds it: it keeps one reader per row of the ``nonzero.npy`` member, each positioned
+at its row start (a file offset when the member is stored; a forked inflater state when deflated),
+and reads the five rows in lockstep, block by block, cutting at phrase boundaries. Memory stays at
+one chunk of phrases plus one block of columns, whatever the file size.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import struct
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,8 +31,8 @@ SHAPE_MEMBER = "shape.npy"
 NONZERO_MEMBER = "nonzero.npy"
 #: Rows of ``nonzero``: phrase, bar, step, pitch, track.
 N_AXES = 1 + len(PHRASE_SHAPE)
-#: Columns read per block from each row (8 MiB per row for int64).
-BLOCK_COLUMNS = 1 << 20
+#: Columns read per block from each row (2 MiB per row for int64).
+BLOCK_COLUMNS = 1 << 18
 _COPY_BYTES = 16 << 20
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 _READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, struct.error)
@@ -82,45 +83,125 @@ def musegan_count(path: str | os.PathLike[str]) -> int:
             raise InvalidInputError(path, f"corrupt 'shape' array ({exc})") from None
 
 
-class _RowReader:
-    """Sequential reads of one row of ``nonzero``, from its own file handle."""
+class _RawSource:
+    """Bytes of a stored member, read with ``pread`` from a shared descriptor at its own offset."""
 
-    def __init__(self, fp: BinaryIO, start: int, dtype: np.dtype, n_columns: int, raw: bool) -> None:
-        self._fp = fp
+    def __init__(self, fd: int, start: int, end: int) -> None:
+        self._fd, self._pos, self._end = fd, start, end
+
+    def read(self, n: int) -> bytes:
+        data = os.pread(self._fd, min(n, self._end - self._pos), self._pos)
+        self._pos += len(data)
+        return data
+
+    def finish(self) -> None:
+        pass
+
+
+class _Inflater:
+    """Raw-deflate reader of a zip member from a shared descriptor; ``fork`` copies its state.
+
+    Rows of a deflated member can only be reached by inflating what precedes them. One pass
+    inflates rows 0-3 once and forks a reader at each row start (``zlib``'s decompressor state is
+    copyable), so the member is inflated 9 row-lengths in all instead of 15 with per-handle seeks.
+    The reader that runs to the end checks the member's CRC.
+    """
+
+    IN_CHUNK = 64 << 10
+
+    def __init__(self, fd: int, start: int, end: int, crc: int | None = 0) -> None:
+        self._fd, self._pos, self._end = fd, start, end
+        self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._tail = b""
+        self._crc = crc  # None: not checked by this reader
+        self.produced = 0
+
+    def fork(self) -> _Inflater:
+        other = _Inflater.__new__(_Inflater)
+        other._fd, other._pos, other._end = self._fd, self._pos, self._end
+        other._inflate = self._inflate.copy()
+        other._tail, other._crc, other.produced = self._tail, None, self.produced
+        return other
+
+    def read(self, n: int) -> bytes:
+        parts: list[bytes] = []
+        need = n
+        while need > 0:
+            if not self._tail:
+                if self._pos >= self._end or self._inflate.eof:
+                    break
+                self._tail = os.pread(self._fd, min(self.IN_CHUNK, self._end - self._pos), self._pos)
+                if not self._tail:
+                    break
+                self._pos += len(self._tail)
+            out = self._inflate.decompress(self._tail, need)
+            self._tail = self._inflate.unconsumed_tail
+            if out:
+                parts.append(out)
+                need -= len(out)
+            elif self._inflate.eof:
+                break
+        data = b"".join(parts)
+        self.produced += len(data)
+        if self._crc is not None:
+            self._crc = zlib.crc32(data, self._crc)
+        return data
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            got = len(self.read(min(n, 4 << 20)))
+            if not got:
+                raise EOFError("'nonzero' member ends early")
+            n -= got
+
+    def finish(self, crc: int) -> None:
+        if self._crc is not None and (self._crc & 0xFFFFFFFF) != crc:
+            raise zipfile.BadZipFile("bad CRC-32 for 'nonzero'")
+
+
+class _RowReader:
+    """Sequential blocks of one row of ``nonzero`` from its own byte source."""
+
+    def __init__(self, source, dtype: np.dtype, n_columns: int) -> None:
+        self._source = source
         self._dtype = dtype
         self._left = n_columns
-        # A stored member is read straight from the archive file (no per-byte zipfile layer);
-        # a deflated one has to be decompressed up to the row start.
-        self._fp.seek(start)
-        self._raw = raw
 
     def read(self, n_columns: int) -> np.ndarray:
         n = min(n_columns, self._left)
         if n <= 0:
             return np.zeros(0, dtype=np.int64)
         nbytes = n * self._dtype.itemsize
-        buf = bytearray(nbytes)
-        view = memoryview(buf)
-        got = 0
-        while got < nbytes:
-            if self._raw:
-                k = self._fp.readinto(view[got:])
-            else:
-                chunk = self._fp.read(nbytes - got)
-                k = len(chunk)
-                view[got : got + k] = chunk
-            if not k:
-                raise EOFError(f"'nonzero' ends after {got} of {nbytes} bytes of a block")
-            got += k
+        data = self._source.read(nbytes)
+        if len(data) < nbytes:
+            parts, got = [data], len(data)
+            while got < nbytes:
+                more = self._source.read(nbytes - got)
+                if not more:
+                    raise EOFError(f"'nonzero' ends after {got} of {nbytes} bytes of a block")
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
         self._left -= n
-        return np.frombuffer(buf, dtype=self._dtype).astype(np.int64, copy=False)
+        return np.frombuffer(data, dtype=self._dtype).astype(np.int64, copy=False)
 
-    def close(self) -> None:
+
+class _ZipSource:
+    """Fallback for members neither stored nor deflated: zipfile's own (slow) seek."""
+
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, start: int) -> None:
+        self._fp = zf.open(info)
+        self._fp.seek(start)
+
+    def read(self, n: int) -> bytes:
+        return self._fp.read(n)
+
+    def finish(self) -> None:
         self._fp.close()
 
 
-def _stored_data_offset(archive: BinaryIO, info: zipfile.ZipInfo) -> int:
-    """Byte offset of a stored member's data inside the archive (after its local header)."""
+def _data_offset(archive: BinaryIO, info: zipfile.ZipInfo) -> int:
+    """Byte offset of a member's (compressed) data inside the archive, after its local header."""
     archive.seek(info.header_offset)
     header = _LOCAL_HEADER.unpack(archive.read(_LOCAL_HEADER.size))
     if header[0] != b"PK\x03\x04":
@@ -128,8 +209,8 @@ def _stored_data_offset(archive: BinaryIO, info: zipfile.ZipInfo) -> int:
     return info.header_offset + _LOCAL_HEADER.size + header[9] + header[10]
 
 
-def _open_rows(path: Path, zf: zipfile.ZipFile) -> tuple[list[_RowReader], int]:
-    """One reader per row of ``nonzero``, each positioned at its row; and nnz."""
+def _open_rows(path: Path, zf: zipfile.ZipFile, fd: int) -> tuple[list[_RowReader], Callable[[], None], int]:
+    """One reader per row of ``nonzero``, each at its row start; a check for the end; and nnz."""
     if NONZERO_MEMBER not in zf.namelist():
         raise InvalidInputError(path, "not a MuseGAN phrase file (no 'nonzero' array)")
     info = zf.getinfo(NONZERO_MEMBER)
@@ -146,31 +227,44 @@ def _open_rows(path: Path, zf: zipfile.ZipFile) -> tuple[list[_RowReader], int]:
     if header_len + N_AXES * nnz * dtype.itemsize != info.file_size:
         raise InvalidInputError(path, "'nonzero' size does not match its header (truncated?)")
     row_bytes = nnz * dtype.itemsize
-    readers: list[_RowReader] = []
-    try:
-        if info.compress_type == zipfile.ZIP_STORED:
-            base = header_len + _stored_data_offset(zf.fp, info)  # type: ignore[arg-type]
-            for r in range(N_AXES):
-                readers.append(_RowReader(open(path, "rb"), base + r * row_bytes, dtype, nnz, True))
-        else:
-            for r in range(N_AXES):
-                readers.append(_RowReader(zf.open(info), header_len + r * row_bytes, dtype, nnz, False))
-    except BaseException:
-        for reader in readers:
-            reader.close()
-        raise
-    return readers, nnz
+    sources: list = []
+    finish: Callable[[], None]
+    if info.compress_type == zipfile.ZIP_STORED:
+        base = header_len + _data_offset(zf.fp, info)  # type: ignore[arg-type]
+        end = base + N_AXES * row_bytes
+        sources = [_RawSource(fd, base + r * row_bytes, end) for r in range(N_AXES)]
+        finish = lambda: None  # noqa: E731
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        start = _data_offset(zf.fp, info)  # type: ignore[arg-type]
+        main = _Inflater(fd, start, start + info.compress_size)
+        main.skip(header_len)
+        for r in range(N_AXES - 1):
+            sources.append(main.fork())
+            main.skip(row_bytes)
+        sources.append(main)
+
+        def finish() -> None:
+            if main.read(1) or main.produced != info.file_size:
+                raise zipfile.BadZipFile("'nonzero' member longer than its header says")
+            main.finish(info.CRC)
+    else:
+        sources = [_ZipSource(zf, info, header_len + r * row_bytes) for r in range(N_AXES)]
+
+        def finish() -> None:
+            for source in sources:
+                source.finish()
+
+    return [_RowReader(s, dtype, nnz) for s in sources], finish, nnz
 
 
-def _densify(columns: np.ndarray, first: int, stop: int) -> np.ndarray:
-    """Bool phrases ``first..stop-1`` from their nonzero columns ``(5, m)``."""
-    out = np.zeros((stop - first) * PHRASE_CELLS, dtype=bool)
+def _fill(out: np.ndarray, columns: np.ndarray, first: int) -> None:
+    """Set the cells of nonzero ``columns`` ``(5, m)`` in flat phrases ``out`` starting at ``first``."""
     if columns.shape[1]:
         flat = columns[0] - first
         for axis, size in enumerate(PHRASE_SHAPE, start=1):
-            flat = flat * size + columns[axis]
+            flat *= size
+            flat += columns[axis]
         out[flat] = True
-    return out.reshape(stop - first, *PHRASE_SHAPE)
 
 
 def _check_block(block: np.ndarray, n: int, previous: int) -> None:
@@ -197,49 +291,75 @@ def iter_musegan(path: str | os.PathLike[str], chunk_phrases: int = 1024) -> Ite
         raise ValueError("chunk_phrases must be >= 1")
     path = Path(path)
     zf = _open_zip(path)
-    readers: list[_RowReader] = []
+    fd = -1
     try:
         try:
             n = _read_shape(path, zf)
-            readers, nnz = _open_rows(path, zf)
+            fd = os.open(path, os.O_RDONLY)
+            readers, finish, nnz = _open_rows(path, zf, fd)
         except InvalidInputError:
             raise
         except _READ_ERRORS as exc:
             raise InvalidInputError(path, f"corrupt phrase file ({exc})") from None
-        yield from _stream(path, readers, n, nnz, chunk_phrases)
+        yield from _stream(path, readers, finish, n, nnz, chunk_phrases)
     finally:
-        for reader in readers:
-            reader.close()
+        if fd >= 0:
+            os.close(fd)
         zf.close()
 
 
 def _stream(
-    path: Path, readers: list[_RowReader], n: int, nnz: int, chunk_phrases: int
+    path: Path,
+    readers: list[_RowReader],
+    finish: Callable[[], None],
+    n: int,
+    nnz: int,
+    chunk_phrases: int,
 ) -> Iterator[np.ndarray]:
-    pending = np.zeros((N_AXES, 0), dtype=np.int64)
+    """Read the rows in lockstep and fill the current chunk as blocks arrive.
+
+    A chunk goes out as soon as a column of a later phrase is seen; the last one only after the
+    member's end was checked, so a consumer never receives all of a corrupt file.
+    """
+    start, stop = 0, min(chunk_phrases, n)
+    out: np.ndarray | None = None
     read = 0
-    start = 0  # first phrase of the next chunk
+    previous = 0
+    while read < nnz:
+        try:
+            block = np.stack([reader.read(BLOCK_COLUMNS) for reader in readers])
+            _check_block(block, n, previous)
+        except _READ_ERRORS as exc:
+            raise InvalidInputError(path, f"corrupt 'nonzero' array ({exc})") from None
+        read += block.shape[1]
+        previous = int(block[0, -1])
+        phrase = block[0]
+        i = 0
+        while i < block.shape[1]:
+            cut = i + int(np.searchsorted(phrase[i:], stop, side="left"))
+            if cut > i:
+                if out is None:
+                    out = np.zeros((stop - start) * PHRASE_CELLS, dtype=bool)
+                _fill(out, block[:, i:cut], start)
+            i = cut
+            if i < block.shape[1]:  # a later phrase: the current chunk is complete
+                yield _finished(out, start, stop)
+                out = None
+                start, stop = stop, min(stop + chunk_phrases, n)
+    try:
+        finish()
+    except _READ_ERRORS as exc:
+        raise InvalidInputError(path, f"corrupt 'nonzero' array ({exc})") from None
     while start < n:
-        eof = read >= nnz
-        if not eof:
-            try:
-                block = np.stack([reader.read(BLOCK_COLUMNS) for reader in readers])
-                _check_block(block, n, int(pending[0, -1]) if pending.shape[1] else start)
-            except _READ_ERRORS as exc:
-                raise InvalidInputError(path, f"corrupt 'nonzero' array ({exc})") from None
-            read += block.shape[1]
-            pending = np.concatenate([pending, block], axis=1) if pending.shape[1] else block
-            eof = read >= nnz
-        # Phrases below ``complete`` have all their columns in ``pending``.
-        complete = n if eof else int(pending[0, -1])
-        while start < n and (min(start + chunk_phrases, n) <= complete):
-            stop = min(start + chunk_phrases, n)
-            cut = int(np.searchsorted(pending[0], stop, side="left"))
-            yield _densify(pending[:, :cut], start, stop)
-            pending = pending[:, cut:]
-            start = stop
-    if read < nnz:
-        raise InvalidInputError(path, "'nonzero' holds columns beyond the last phrase")
+        yield _finished(out, start, stop)
+        out = None
+        start, stop = stop, min(stop + chunk_phrases, n)
+
+
+def _finished(out: np.ndarray | None, start: int, stop: int) -> np.ndarray:
+    if out is None:
+        out = np.zeros((stop - start) * PHRASE_CELLS, dtype=bool)
+    return out.reshape(stop - start, *PHRASE_SHAPE)
 
 
 def write_musegan(
@@ -247,6 +367,7 @@ def write_musegan(
     chunks: Iterable[np.ndarray],
     n_phrases: int,
     compressed: bool = True,
+    compresslevel: int | None = None,
 ) -> int:
     """Write phrases, given as chunks ``(k, 4, 48, 84, 5)``, as a MuseGAN phrase file.
 
@@ -254,6 +375,7 @@ def write_musegan(
     ``shape`` and ``nonzero`` int64), so MuseGAN and numpy read it back. The ``nonzero`` rows are
     spooled to temporary files beside ``path`` and streamed into the archive, so memory holds one
     chunk, never the whole array. The file appears atomically. Returns the number of nonzero cells.
+    ``compresslevel`` None is zlib's default, as numpy uses; 1 writes about 4x faster, 2x larger.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,7 +388,8 @@ def write_musegan(
                 chunk = np.asarray(chunk)
                 if chunk.ndim != 1 + len(PHRASE_SHAPE) or chunk.shape[1:] != PHRASE_SHAPE:
                     raise ValueError(f"chunk of shape {chunk.shape}, expected (k, *{PHRASE_SHAPE})")
-                index = np.nonzero(chunk)
+                # flatnonzero + unravel_index: the same arrays as np.nonzero, 5x faster on 5-D.
+                index = np.unravel_index(np.flatnonzero(chunk), chunk.shape)
                 for r, (spool, row) in enumerate(zip(spools, index)):
                     row = row.astype("<i8", copy=False)
                     if r == 0 and total:
@@ -281,7 +404,9 @@ def write_musegan(
                 spool.seek(0)
             compression = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
             with atomic_open(path, "wb") as fh:
-                with zipfile.ZipFile(fh, "w", compression=compression, allowZip64=True) as zf:
+                with zipfile.ZipFile(
+                    fh, "w", compression=compression, allowZip64=True, compresslevel=compresslevel
+                ) as zf:
                     with zf.open(SHAPE_MEMBER, "w", force_zip64=True) as member:
                         np.lib.format.write_array(
                             member, np.array((n_phrases, *PHRASE_SHAPE), dtype=np.int64)
