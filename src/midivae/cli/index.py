@@ -146,14 +146,15 @@ def _print_table(result) -> None:
     if not result.hits:
         click.echo("no results")
         return
-    rows = [("rank", "song", "distance", "key", "matched bars (query -> hit)")]
+    header = ("rank", "song", "distance", "key", "matched bars (query -> hit)")
+    rows = [header]
     for hit in result.hits:
         shown = ", ".join(f"{_bars(m.query_bar)}->{_bars(m.hit_bar)}" for m in hit.matches[:3])
         more = f" (+{len(hit.matches) - 3})" if len(hit.matches) > 3 else ""
         name = hit.song_id + (" (same content)" if hit.same_content else "")
-        rows.append((str(hit.rank), name, f"{hit.distance:.4f}", f"{hit.transpose:+d}" if result.any_key else "",
-                     shown + more))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows.append((str(hit.rank), name, f"{hit.distance:.4f}", f"{hit.transpose:+d}", shown + more))
+    columns = [0, 1, 2, 3, 4] if result.any_key else [0, 1, 2, 4]
+    widths = {i: max(len(r[i]) for r in rows) for i in columns}
     for r in rows:
-        click.echo("  ".join(c.ljust(w) if i != 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r[:4], widths)))
-                   + "  " + r[4])
+        cells = [r[i].rjust(widths[i]) if i == 2 else r[i].ljust(widths[i]) for i in columns]
+        click.echo("  ".join(cells).rstrip())

@@ -1,0 +1,335 @@
+"""Search benchmark: latency at scale, end-to-end search by a MIDI file, latent vs raw pianoroll.
+
+One run prints one table (markdown) after the CPU flags. Sections:
+
+* ``scale``: single-query latency p50/p99 over N random Gaussian vectors (N = 10k, 100k, 1M;
+  dimension ``--dim``, default the model's latent size), exact (flat) and HNSW, through
+  :class:`midivae.index.FaissIndex` (what ``midivae search`` uses). efSearch is tuned per N to the
+  smallest value in a ladder with recall@10 >= 0.95 against exact. HNSW graphs are cached under
+  ``--cache`` (building 1M takes minutes on 2 cores).
+* ``e2e``: ``search(index, FILE)`` for a ~3-minute MIDI file against an index of real songs:
+  read + cut + encode + rank, p50/p99, with the parts timed separately.
+* ``raw``: the excerpt task of the evaluation issue (index the phrases of the first half of each
+  song, query with each phrase of its second half, song distance = nearest phrase): Hit@1 and
+  time per query of latent search vs brute-force cosine over raw pianorolls (80,640 cells per
+  phrase, as a sparse matrix: the fastest raw comparison we have), and the multi-phrase variant
+  (a song's whole second half as one query) that decides the ranking rule (mean vs nearest).
+
+Usage::
+
+    python benchmarks/search.py                    # everything (1M HNSW cached after the first run)
+    python benchmarks/search.py --quick            # 10k and 100k only, 300 songs
+    python benchmarks/search.py --checkpoint builtin:bar-profile:64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# Single queries on a shared 2-core machine: one BLAS thread (set before numpy loads OpenBLAS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from midivae.constants import PHRASE_CELLS
+from midivae.errors import MidiVaeError
+from midivae.index import FaissIndex, IndexSpec, LatentIndex
+from midivae.index.encoders import BAR_PROFILE, encode_means, resolve_encoder
+from midivae.index.search import search
+
+ROWS: list[tuple[str, str, str, str, str]] = []
+EF_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768)
+
+
+def row(item: str, size: str, p50: str = "", p99: str = "", note: str = "") -> None:
+    ROWS.append((item, size, p50, p99, note))
+    print(f"  .. {item} | {size} | {p50} | {p99} | {note}", file=sys.stderr, flush=True)
+
+
+def cpu_flags() -> str:
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    model = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                  if l.startswith("model name")), platform.processor())
+    show = {f: (f in flags) for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+    return f"{model}; {os.cpu_count()} CPUs; " + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in show.items()) \
+        + f"; faiss {faiss.__version__} ({faiss.get_compile_options().strip()})"
+
+
+def timed(fn, repeats: int) -> np.ndarray:
+    out = np.empty(repeats)
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn(i)
+        out[i] = time.perf_counter() - t
+    return out * 1e3
+
+
+def pct(ms: np.ndarray) -> tuple[str, str]:
+    return f"{np.percentile(ms, 50):.3f}", f"{np.percentile(ms, 99):.3f}"
+
+
+def recall_at_10(a: np.ndarray, e: np.ndarray) -> float:
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, e)]))
+
+
+# ---- scale ------------------------------------------------------------------------------------------
+def scale(sizes: list[int], dim: int, cache: Path, n_queries: int, hnsw_m: int, ef_construction: int) -> None:
+    rng = np.random.default_rng(0)
+    queries = rng.standard_normal((n_queries, dim)).astype(np.float32)
+    for n in sizes:
+        base = np.random.default_rng(n).standard_normal((n, dim)).astype(np.float32)
+        ids = np.arange(n, dtype=np.int64)
+        exact = FaissIndex(dim, IndexSpec(kind="exact", metric="l2"))
+        exact.add(ids, base)
+        faiss.omp_set_num_threads(1)  # single queries: no thread hand-off
+        ms = timed(lambda i: exact.search(queries[i : i + 1], 10), n_queries)
+        _, truth = exact.search(queries, 10)
+        row("query latency, exact (flat L2)", f"{n:,} x {dim}", *pct(ms), "recall@10 = 1")
+        del exact
+
+        path = cache / f"hnsw-n{n}-d{dim}-M{hnsw_m}-efc{ef_construction}"
+        t0 = time.perf_counter()
+        if (path / "index.json").exists():
+            hnsw = FaissIndex.load(path)
+            built = f"loaded from cache {path}"
+        else:
+            faiss.omp_set_num_threads(os.cpu_count() or 1)
+            hnsw = FaissIndex(dim, IndexSpec(kind="hnsw", metric="l2", hnsw_m=hnsw_m, ef_construction=ef_construction))
+            hnsw.add(ids, base)
+            hnsw.save(path)
+            built = f"built in {time.perf_counter() - t0:.0f} s"
+        del base
+        faiss.omp_set_num_threads(1)
+        chosen = None
+        for ef in EF_LADDER:
+            _, got = hnsw.search(queries, 10, ef_search=ef)
+            rec = recall_at_10(got, truth)
+            if rec >= 0.95:
+                chosen = (ef, rec)
+                break
+        ef, rec = chosen or (EF_LADDER[-1], rec)
+        ms = timed(lambda i: hnsw.search(queries[i : i + 1], 10, ef_search=ef), n_queries)
+        row("query latency, HNSW", f"{n:,} x {dim}", *pct(ms),
+            f"M={hnsw_m}, efSearch={ef}, recall@10={rec:.3f}; {built}")
+        del hnsw
+
+
+# ---- real phrases -----------------------------------------------------------------------------------
+def load_songs(store_path: Path | None, lpd_root: Path, n_songs: int) -> list[tuple[str, np.ndarray]]:
+    """(song id, phrases) for n songs with >= 2 phrases, chosen at random (seed 0)."""
+    rng = np.random.default_rng(0)
+    if store_path is not None and store_path.is_dir():
+        from midivae.data.store import PhraseStore
+
+        store = PhraseStore.open(store_path)
+        songs = [s for s in store.songs() if not s["duplicate_of"] and (s["n_phrases"] or 0) >= 2]
+        pick = rng.choice(len(songs), min(n_songs, len(songs)), replace=False)
+        out = []
+        for i in sorted(pick):
+            s = songs[i]
+            rows = np.arange(s["first_row"], s["first_row"] + s["n_phrases"])
+            out.append((s["song_id"], store.phrases(rows)))
+        return out
+    from midivae.io import read_lpd
+    from midivae.song import cut_phrases
+
+    files = sorted(lpd_root.rglob("*.npz"))
+    out = []
+    for i in rng.permutation(len(files)):
+        p = cut_phrases(read_lpd(files[i])).phrases
+        if len(p) >= 2:
+            out.append((files[i].parent.name, p))
+        if len(out) == n_songs:
+            break
+    return out
+
+
+def song_hits(dist: np.ndarray, owners: np.ndarray, n_songs: int, truth: np.ndarray, rng) -> float:
+    """Hit@1 with song distance = min over its phrases; ties broken at random (counted in expectation)."""
+    order = np.argsort(owners, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(owners[order])) + 1]
+    per_song = np.minimum.reduceat(dist[:, order], starts, axis=1)
+    best = per_song.min(axis=1, keepdims=True)
+    tied = np.isclose(per_song, best, atol=1e-6)
+    return float(np.mean(tied[np.arange(len(truth)), truth] / tied.sum(axis=1)))
+
+
+def raw_matrix(phrases: np.ndarray) -> sp.csr_matrix:
+    """Rows = phrases as 80,640 binary cells, L2-normalised (cosine = dot product)."""
+    flat = phrases.reshape(len(phrases), -1)
+    rows, cols = np.nonzero(flat)
+    counts = np.bincount(rows, minlength=len(phrases)).astype(np.float32)
+    data = (1.0 / np.sqrt(np.maximum(counts, 1)))[rows].astype(np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=(len(phrases), PHRASE_CELLS))
+
+
+def excerpt(songs, encoder, n_time_queries: int) -> dict:
+    """The excerpt task for raw pianorolls and latent vectors; per-query times; the two song rules."""
+    rng = np.random.default_rng(0)
+    idx_p, idx_owner, q_p, q_owner = [], [], [], []
+    for s, (_, ph) in enumerate(songs):
+        half = (len(ph) + 1) // 2
+        idx_p.append(ph[:half]); idx_owner += [s] * half
+        q_p.append(ph[half:]); q_owner += [s] * (len(ph) - half)
+    idx_p, q_p = np.concatenate(idx_p), np.concatenate(q_p)
+    idx_owner, q_owner = np.array(idx_owner), np.array(q_owner)
+    out = {"n_songs": len(songs), "n_indexed": len(idx_p), "n_queries": len(q_p)}
+
+    # latent: encode both halves, exact cosine index
+    t = time.perf_counter()
+    idx_v = encode_means(encoder, idx_p)
+    q_v = encode_means(encoder, q_p)
+    out["encode_per_s"] = (len(idx_p) + len(q_p)) / (time.perf_counter() - t)
+    lat = FaissIndex(encoder.latent_dim, IndexSpec(kind="exact", metric="cosine"))
+    lat.add(np.arange(len(idx_v)), idx_v)
+    lat_d = lat.distances_to(q_v, np.arange(len(idx_v)))
+    out["latent_hit1"] = song_hits(lat_d, idx_owner, len(songs), q_owner, rng)
+    faiss.omp_set_num_threads(1)
+    out["latent_ms"] = timed(lambda i: lat.search(q_v[i : i + 1], 50), min(n_time_queries, len(q_v)))
+
+    # raw: sparse cosine over 80,640 cells
+    raw_idx = raw_matrix(idx_p)
+    raw_q = raw_matrix(q_p)
+    raw_d = np.empty((len(q_p), len(idx_p)), dtype=np.float32)
+    for a in range(0, len(q_p), 512):
+        raw_d[a : a + 512] = 1.0 - (raw_q[a : a + 512] @ raw_idx.T).toarray()
+    out["raw_hit1"] = song_hits(raw_d, idx_owner, len(songs), q_owner, rng)
+
+    def raw_query(i: int) -> None:
+        q = raw_q[i].toarray().ravel()  # sparse matrix x dense vector: cost = stored cells
+        d = 1.0 - raw_idx @ q
+        np.argpartition(d, 50)[:50]
+
+    out["raw_ms"] = timed(raw_query, min(n_time_queries, len(q_p)))
+    out["raw_bytes"] = raw_idx.data.nbytes + raw_idx.indices.nbytes + raw_idx.indptr.nbytes
+    out["lat_bytes"] = idx_v.nbytes
+
+    # whole second half as one query: song rules mean vs nearest
+    for name, d in (("latent", lat_d), ("raw", raw_d)):
+        order = np.argsort(idx_owner, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(idx_owner[order])) + 1]
+        per = np.minimum.reduceat(d[:, order], starts, axis=1)  # (queries, songs)
+        for rule in ("mean", "nearest"):
+            hits = []
+            for s in range(len(songs)):
+                rows = per[q_owner == s]
+                if not len(rows):
+                    continue
+                score = rows.mean(0) if rule == "mean" else rows.min(0)
+                tied = np.isclose(score, score.min(), atol=1e-6)
+                hits.append(tied[s] / tied.sum())
+            out[f"{name}_{rule}_song_hit1"] = float(np.mean(hits))
+    return out
+
+
+def e2e(songs_dir: list[Path], midi: Path, encoder, checkpoint: str, repeats: int, index_dir: Path) -> None:
+    from midivae.index import build_index
+    from midivae.index.sources import read_phrases
+
+    t = time.perf_counter()
+    if not (index_dir / "MANIFEST.json").exists():
+        build_index(songs_dir, index_dir, encoder, checkpoint=checkpoint)
+    build_s = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    with LatentIndex.open(index_dir) as ix:
+        ix.check_encoder(encoder.checkpoint_id)
+        ix.table()
+        search(ix, str(midi), lambda: encoder)  # warm
+        total = timed(lambda i: search(ix, str(midi), lambda: encoder, k=10), repeats)
+        read = timed(lambda i: read_phrases(midi), repeats)
+        phrases = read_phrases(midi)
+        enc = timed(lambda i: encode_means(encoder, phrases.phrases), repeats)
+        any_key = timed(lambda i: search(ix, str(midi), lambda: encoder, k=10, any_key=True), max(3, repeats // 4))
+        size = f"{len(ix.phrases):,} phrases, {len(ix.songs):,} songs"
+    row("end-to-end search by a MIDI file (read+cut+encode+rank)", size, *pct(total),
+        f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, "
+        f"encode p50 {np.median(enc):.1f} ms; index built in {build_s:.0f} s" if build_s > 1 else
+        f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, encode p50 {np.median(enc):.1f} ms")
+    row("end-to-end search, --any-key (12 transpositions)", size, *pct(any_key), "")
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("MIDIVAE_DATA", here.parent / "shared" / "data"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", default=None, help="model checkpoint (default: shipped; falls back to "
+                    f"{BAR_PROFILE} if no model loads)")
+    ap.add_argument("--dim", type=int, default=None, help="dimension of the random vectors (default: encoder's)")
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--quick", action="store_true", help="10k and 100k only, 300 songs")
+    ap.add_argument("--songs", type=int, default=800, help="songs in the excerpt task")
+    ap.add_argument("--store", type=Path, default=Path("/tmp/lpdstore"), help="phrase store of the LPD songs")
+    ap.add_argument("--midi", type=Path, default=data / "midi" / "multitrack_pop" / "10647.mid",
+                    help="the ~3-minute MIDI query (10647.mid is 180 s)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/midivae-bench"))
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--hnsw-m", type=int, default=32)
+    ap.add_argument("--ef-construction", type=int, default=64)
+    ap.add_argument("--only", default="scale,e2e,raw")
+    args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.songs = "10000,100000", 300
+    only = set(args.only.split(","))
+
+    print(f"CPU: {cpu_flags()}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    try:
+        encoder = resolve_encoder(args.checkpoint)
+        checkpoint = args.checkpoint or ""
+        enc_note = f"model {encoder.checkpoint_id} ({args.checkpoint or 'shipped'})"
+    except MidiVaeError as exc:
+        print(f"no model: {exc}; using {BAR_PROFILE}")
+        checkpoint = f"{BAR_PROFILE}:{args.dim or 64}"
+        encoder = resolve_encoder(checkpoint)
+        enc_note = f"built-in {encoder.checkpoint_id} (no trained model loaded)"
+    print(f"encoder: {enc_note}, latent_dim={encoder.latent_dim}")
+    dim = args.dim or encoder.latent_dim
+    args.cache.mkdir(parents=True, exist_ok=True)
+
+    if "scale" in only:
+        scale([int(s) for s in args.sizes.split(",")], dim, args.cache, args.queries, args.hnsw_m,
+              args.ef_construction)
+    if "e2e" in only:
+        tag = encoder.checkpoint_id.replace("/", "_").replace(":", "_")
+        src = [args.store] if args.store.is_dir() else [data / "lpd5" / "lpd_5_cleansed"]
+        e2e(src, args.midi, encoder, checkpoint, 30, args.cache / f"e2e-index-{tag}")
+    if "raw" in only:
+        songs = load_songs(args.store, data / "lpd5" / "lpd_5_cleansed", args.songs)
+        r = excerpt(songs, encoder, args.queries)
+        size = f"{r['n_songs']} songs, {r['n_indexed']:,} indexed / {r['n_queries']:,} query phrases"
+        speed = np.median(r["raw_ms"]) / np.median(r["latent_ms"])
+        row("excerpt task, raw pianoroll cosine (sparse brute force)", size, *pct(r["raw_ms"]),
+            f"Hit@1 {r['raw_hit1']:.3f}; {r['raw_bytes'] / r['n_indexed']:,.0f} B/phrase as CSR "
+            f"({PHRASE_CELLS:,} B dense bool, {PHRASE_CELLS // 8:,} B bit-packed)")
+        row("excerpt task, latent exact cosine", size, *pct(r["latent_ms"]),
+            f"Hit@1 {r['latent_hit1']:.3f}; {r['lat_bytes'] / r['n_indexed']:,.0f} B/phrase; "
+            f"{speed:,.0f}x faster per query than raw")
+        for name in ("latent", "raw"):
+            row(f"whole-half query, song rule mean vs nearest ({name})", size, "", "",
+                f"song Hit@1 mean {r[f'{name}_mean_song_hit1']:.3f}, nearest {r[f'{name}_nearest_song_hit1']:.3f}")
+
+    print()
+    print(f"Command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip())
+    print()
+    print("| measurement | size | p50 ms | p99 ms | notes |")
+    print("|---|---|---|---|---|")
+    for r_ in ROWS:
+        print("| " + " | ".join(r_) + " |")
+
+
+if __name__ == "__main__":
+    main()
