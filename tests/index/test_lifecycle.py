@@ -107,3 +107,13 @@ def test_build_skips_bad_files_and_indexes_midi(data_dir, encoder, tmp_path):
         assert info.n_songs == 3 and info.checkpoint_id == encoder.checkpoint_id
         rec = ix.song(sorted(p.stem for p in src.glob("[0-9]*.mid"))[0])
         assert rec.source == "midi" and len(rec.content_hash) == 32
+
+
+def test_song_vector_is_normalised_mean_of_phrases(song_dir, encoder, tmp_path):
+    build_index([song_dir], tmp_path / "ix", encoder)
+    with LatentIndex.open(tmp_path / "ix") as ix:
+        ids, vectors = ix.song_vectors()
+        assert len(ids) == 24 and vectors.shape == (24, encoder.latent_dim)
+        vids, _ = ix.catalogue.song_phrases(ix.song(ids[4]).song_key)
+        mean = ix.phrases.vectors(vids).mean(0)
+        np.testing.assert_allclose(vectors[4], mean / np.linalg.norm(mean), atol=1e-5)

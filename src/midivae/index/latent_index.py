@@ -109,6 +109,12 @@ class LatentIndex:
             raise VectorIndexError(f"{self.path}: vector ids missing from the catalogue")
         return keys[pos]
 
+    def song_vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every song id with its song-level vector (mean of its phrase vectors; see song_vector)."""
+        keys = self.songs.ids()
+        records = self.catalogue.by_keys([int(k) for k in keys])
+        return [records[int(k)].song_id for k in keys], self.songs.vectors(keys)
+
     def song(self, song_id: str) -> SongRecord:
         return self.catalogue.get(song_id)
 
