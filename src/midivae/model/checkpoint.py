@@ -162,7 +162,9 @@ def save_checkpoint(
         tensors = _state_tensors(model)
         if weights_dtype is not None:
             tensors = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "arch": model.name})
+        # one metadata key only: safetensors writes a map's keys in no fixed order, and the
+        # checkpoint id (the file's hash) must depend on the weights alone.
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         config = {
             "format": FORMAT,
             "version": VERSION,

@@ -1,0 +1,114 @@
+"""Training: exact resume, determinism, early stopping and time budget, overfitting real phrases."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from midivae.errors import CheckpointError
+from midivae.model import load_checkpoint, load_model
+from midivae.model.metrics import ThresholdHistogram, prf, quantise
+from midivae.model.reference import ReferenceVAE
+from midivae.model.train import train
+
+TIMING = {"elapsed_s", "train_samples_per_s"}
+
+
+def _rows(run) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = load_checkpoint(a).state_dict(), load_checkpoint(b).state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_continues_the_same_run(tiny_store, tmp_path, tiny, quick_config) -> None:
+    full = train(tiny_store, tmp_path / "full", model_config=tiny, train_config=quick_config(epochs=2), progress=False)
+    assert full.epochs_completed == 2 and full.stopped == "epochs"
+    train(tiny_store, tmp_path / "split", model_config=tiny, train_config=quick_config(epochs=1), progress=False)
+    with pytest.raises(CheckpointError, match="resume"):  # a second start without --resume is refused
+        train(tiny_store, tmp_path / "split", model_config=tiny, train_config=quick_config(epochs=1), progress=False)
+    with pytest.raises(CheckpointError, match="lr"):  # changing what shapes the run is refused
+        train(tiny_store, tmp_path / "split", train_config=quick_config(epochs=2, lr=1e-2), resume=True, progress=False)
+    resumed = train(None, tmp_path / "split", train_config=quick_config(epochs=2), resume=True, progress=False)
+    assert resumed.epochs_completed == 2
+    assert _same_weights(tmp_path / "full" / "last", tmp_path / "split" / "last")
+    assert _rows(tmp_path / "full") == _rows(tmp_path / "split")
+    # resuming a finished run does nothing more
+    again = train(None, tmp_path / "split", resume=True, progress=False)
+    assert again.epochs_completed == 2 and len(_rows(tmp_path / "split")) == 2
+
+
+def test_time_budget_stops_mid_epoch_and_resume_matches(tiny_store, tmp_path, tiny, quick_config) -> None:
+    cfg = quick_config(epochs=1, train_limit=64)
+    train(tiny_store, tmp_path / "full", model_config=tiny, train_config=cfg, progress=False)
+    cut = train(tiny_store, tmp_path / "cut", model_config=tiny, train_config=quick_config(epochs=1, train_limit=64, max_minutes=1e-6), progress=False)
+    assert cut.stopped == "time budget" and cut.epochs_completed == 0
+    state = json.loads((tmp_path / "cut" / "last" / "trainer_state.json").read_text())
+    assert state["next_batch"] == 1  # one step, then the budget was spent
+    done = train(None, tmp_path / "cut", train_config=cfg, resume=True, progress=False)
+    assert done.epochs_completed == 1
+    assert _same_weights(tmp_path / "full" / "last", tmp_path / "cut" / "last")
+
+
+def test_metrics_files_and_checkpoints(tiny_store, tmp_path, tiny, quick_config) -> None:
+    result = train(tiny_store, tmp_path / "run", model_config=tiny, train_config=quick_config(epochs=2), progress=False)
+    run = tmp_path / "run"
+    for name in ("metrics.csv", "metrics.jsonl", "loss_curve.png", "best/weights.safetensors", "last/optimizer.safetensors"):
+        assert (run / name).is_file(), name
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "val_cell_f1",
+                "val_onset_f1", "val_onset_piano_f1", "val_active_units", "train_samples_per_s"):
+        assert key in row, key
+    assert 0 <= row["val_active_units"] <= tiny.latent_dim
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+    model = load_model(run)  # a run folder loads its best checkpoint
+    assert model.checkpoint_id == result.checkpoint_id
+    assert model.thresholds.shape == (5,) and ((model.thresholds > 0) & (model.thresholds < 1)).all()
+
+
+def test_early_stopping(tiny_store, tmp_path, tiny, quick_config) -> None:
+    # lr so small that the validation loss cannot improve after the first epoch by chance alone
+    cfg = quick_config(epochs=6, lr=1e-12, patience=1, train_limit=16)
+    result = train(tiny_store, tmp_path / "run", model_config=tiny, train_config=cfg, progress=False)
+    assert result.stopped == "early stopping" and result.epochs_completed < 6
+
+
+def test_same_seed_same_run(tiny_store, tmp_path, tiny, quick_config) -> None:
+    cfg = quick_config(epochs=1, train_limit=32)
+    a = train(tiny_store, tmp_path / "a", model_config=tiny, train_config=cfg, progress=False)
+    b = train(tiny_store, tmp_path / "b", model_config=tiny, train_config=cfg, progress=False)
+    assert a.checkpoint_id == b.checkpoint_id
+    c = train(tiny_store, tmp_path / "c", model_config=tiny, train_config=quick_config(epochs=1, train_limit=32, seed=4), progress=False)
+    assert c.checkpoint_id != a.checkpoint_id
+
+
+def _f1(model: ReferenceVAE, x: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(model.decode(model.encode(x)[0]))
+    model.train()
+    hist = ThresholdHistogram()
+    hist.update(quantise(probs), x.to(torch.uint8))
+    return prf(*hist.best()[1].sum(axis=0)).f1
+
+
+def test_tiny_model_overfits_real_phrases(real_phrases, tiny) -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    x = torch.from_numpy(real_phrases[:4].view(np.uint8)).float()
+    model = ReferenceVAE(tiny)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    start = _f1(model, x)
+    for _ in range(100):
+        optimizer.zero_grad()
+        model.loss(x, beta=0.01)["loss"].backward()
+        optimizer.step()
+    end = _f1(model, x)
+    assert start < 0.1
+    assert end > 0.5 and end > 5 * start, (start, end)
