@@ -119,7 +119,7 @@ def find_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
 
 
 def is_store(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in ("manifest.sqlite", "store.json", "manifest.json", "STORE"))
+    return path.is_dir() and (path / "store.json").is_file()
 
 
 def pick(items: Sequence, max_items: int | None, seed: int) -> list:

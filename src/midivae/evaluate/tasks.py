@@ -9,11 +9,13 @@ Each function returns a flat dict of floats and counts, ready for ``metrics.json
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, pick
+from midivae.constants import BARS_PER_PHRASE
+from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, pack, pick, unpack
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_batches, embed_phrases
 from midivae.evaluate.metrics import (
     Prepared,
@@ -167,4 +169,255 @@ def excerpt_retrieval(
     out = _hits(stats, ks)
     out.update(n_songs=int(len(groups)), n_index=int(len(index_rows)), n_queries=int(len(query_rows)),
                chance_hit1=1.0 / len(groups))
+    return out
+
+
+# --------------------------------------------------------------------------- task 3
+
+
+def _previous_rows(flat: Flat) -> np.ndarray:
+    """Row of each phrase's contiguous predecessor in its song (bar offset 4 earlier), else -1."""
+    prev = np.arange(len(flat)) - 1
+    ok = (prev >= 0) & (flat.song == flat.song[np.maximum(prev, 0)])
+    ok &= flat.bar_offsets[np.maximum(prev, 0)] == flat.bar_offsets - BARS_PER_PHRASE
+    return np.where(ok, prev, -1)
+
+
+def _duplicate_mask_pairs(flat: Flat, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query position, index row) pairs of exact copies of each query's original phrase, other
+    than the original itself: an exact copy is the same answer, so it is masked out of the
+    phrase-level ranking rather than allowed to tie with the original."""
+    keys = [bytes(r) for r in flat.packed]
+    groups: dict[bytes, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    qs, cols = [], []
+    for qi, r in enumerate(rows):
+        for other in groups[keys[r]]:
+            if other != r:
+                qs.append(qi)
+                cols.append(other)
+    return np.asarray(qs, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class AlteredQueries:
+    """The altered copies of the sampled phrases, built once and shared by every method."""
+
+    rows: np.ndarray  # sampled index rows (sorted)
+    kept: dict  # alteration -> bool mask over rows (False: the alteration changed nothing)
+    packed: dict  # alteration -> packed altered phrases of the kept rows
+
+
+def altered_queries(
+    songs: Sequence[SongPhrases], n_queries: int = 1000, alterations: Sequence[str] | None = None, seed: int = 0
+) -> AlteredQueries:
+    """Sample ``n_queries`` phrases and alter each one with every alteration."""
+    from midivae.evaluate.alterations import ALTERATIONS, changed
+
+    songs = [s for s in as_songs(songs) if len(s)]
+    flat = flatten(songs)
+    names = list(alterations) if alterations is not None else list(ALTERATIONS)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(flat), size=min(n_queries, len(flat)), replace=False))
+    previous = _previous_rows(flat)
+    kept: dict[str, np.ndarray] = {}
+    packed: dict[str, np.ndarray] = {}
+    for ai, name in enumerate(names):
+        arng = np.random.default_rng([seed, ai])
+        keeps, parts = [], []
+        for a in range(0, len(rows), QUERY_CHUNK):
+            chunk = rows[a : a + QUERY_CHUNK]
+            orig = unpack(flat.packed[chunk])
+            prev_rows = previous[chunk]
+            prev = unpack(flat.packed[np.maximum(prev_rows, 0)])
+            prev[prev_rows < 0] = False
+            altered = ALTERATIONS[name](orig, prev, arng)
+            keep = changed(orig, altered)
+            keeps.append(keep)
+            parts.append(pack(altered[keep]))
+        kept[name] = np.concatenate(keeps)
+        packed[name] = np.concatenate(parts)
+    return AlteredQueries(rows, kept, packed)
+
+
+def robustness(
+    songs: Sequence[SongPhrases],
+    embed: Embedding | EmbedFn,
+    distance: str | None = None,
+    *,
+    n_queries: int = 1000,
+    alterations: Sequence[str] | None = None,
+    any_key: bool = True,
+    seed: int = 0,
+    vectors=None,
+    queries: AlteredQueries | None = None,
+) -> dict[str, float]:
+    """Index every phrase; query with altered copies of ``n_queries`` sampled phrases.
+
+    Per alteration: Hit@1 of the original phrase (exact copies of it count as the same answer)
+    and of the right song (min distance over its phrases). Queries the alteration leaves
+    unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
+    transpositions of the altered phrase and keeps each candidate's best distance.
+    ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
+    """
+    from midivae.evaluate.alterations import ANY_KEY_SHIFTS, TRANSPOSITIONS, transpose
+
+    emb = as_embedding(embed, distance)
+    songs = [s for s in as_songs(songs) if len(s)]
+    flat = flatten(songs)
+    if queries is None:
+        queries = altered_queries(songs, n_queries, alterations, seed)
+    vecs = embed_flat(emb, flat) if vectors is None else vectors
+    index = prepare(vecs, emb.distance)
+    rows = queries.rows
+    dup_q, dup_c = _duplicate_mask_pairs(flat, rows)
+    out: dict[str, float] = {"n_sampled": int(len(rows)), "n_index": int(len(flat)), "n_songs": len(songs),
+                             "chance_song_hit1": 1.0 / len(songs)}
+    for name, keep in queries.kept.items():
+        kept_rows = rows[keep]
+        qpos_all = np.nonzero(keep)[0]
+        song_st, row_st, song_ak, row_ak = [], [], [], []
+        for a in range(0, len(kept_rows), QUERY_CHUNK):
+            altered = unpack(queries.packed[name][a : a + QUERY_CHUNK])
+            target, qpos = kept_rows[a : a + QUERY_CHUNK], qpos_all[a : a + QUERY_CHUNK]
+            q = prepare(embed_phrases(emb, altered), emb.distance)
+            d = pairwise(q, index)
+            tol = tie_tolerance(q, index)
+            s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
+            song_st.append(s0)
+            row_st.append(r0)
+            if any_key and name in TRANSPOSITIONS:
+                best = d
+                for shift in ANY_KEY_SHIFTS:
+                    if shift != 0:
+                        qv = prepare(embed_phrases(emb, transpose(altered, shift)), emb.distance)
+                        best = np.minimum(best, pairwise(qv, index))
+                s1, r1 = self_ranks(best, flat, target, qpos, dup_q, dup_c, tol)
+                song_ak.append(s1)
+                row_ak.append(r1)
+        out[f"{name}/n"] = int(keep.sum())
+        out[f"{name}/skipped_unchanged"] = int((~keep).sum())
+        out[f"{name}/song_hit1"] = _hits(_concat(song_st), (1,))["hit@1"]
+        out[f"{name}/phrase_hit1"] = _hits(_concat(row_st), (1,))["hit@1"]
+        if song_ak:
+            out[f"{name}/song_hit1_anykey"] = _hits(_concat(song_ak), (1,))["hit@1"]
+            out[f"{name}/phrase_hit1_anykey"] = _hits(_concat(row_ak), (1,))["hit@1"]
+    return out
+
+
+def self_ranks(d, flat: Flat, target_rows, qpos, dup_q, dup_c, tol):
+    """Song-level and phrase-level rank statistics of each query's own song and phrase."""
+    song = rank_of_target(group_min(d, flat.starts), flat.song[target_rows], tol)
+    d = d.copy()
+    sel = np.isin(dup_q, qpos)
+    if sel.any():
+        local = np.searchsorted(qpos, dup_q[sel])
+        d[local, dup_c[sel]] = np.inf
+    return song, rank_of_target(d, target_rows, tol)
+
+
+# --------------------------------------------------------------------------- task 4
+
+
+def song_vectors(flat: Flat, vectors, distance: str):
+    """One vector per song: the mean of its phrase vectors (unit vectors first, for cosine)."""
+    import scipy.sparse as sp
+
+    p = prepare(vectors, distance)  # normalised for cosine
+    n_songs = len(flat.starts)
+    counts = np.bincount(flat.song, minlength=n_songs).astype(np.float64)
+    avg = sp.csr_matrix((1.0 / counts[flat.song], (flat.song, np.arange(len(flat)))), shape=(n_songs, len(flat)))
+    out = avg.astype(np.float32) @ p.vectors
+    return sp.csr_matrix(out) if sp.issparse(out) else np.asarray(out, dtype=np.float32)
+
+
+def genre_consistency(
+    songs: Sequence[SongPhrases],
+    embed: Embedding | EmbedFn,
+    distance: str | None = None,
+    *,
+    labels: dict[str, str],
+    k: int = 10,
+    vectors=None,
+) -> dict[str, float]:
+    """Song vectors of the labelled songs: precision@k of same-genre neighbours and
+    leave-one-out k-NN balanced accuracy (expected vote; ties shared), beside the majority
+    rate and chance. ``labels``: song id -> genre (songs with exactly one label)."""
+    from midivae.evaluate.metrics import balanced_accuracy, knn_vote, precision_at_k
+
+    emb = as_embedding(embed, distance)
+    songs = [s for s in as_songs(songs) if len(s) and s.song_id in labels]
+    if len(songs) < k + 1:
+        return {"n_songs": len(songs), "skipped": f"fewer than {k + 1} labelled songs"}  # type: ignore[dict-item]
+    flat = flatten(songs)
+    vecs = embed_flat(emb, flat) if vectors is None else vectors
+    sv = prepare(song_vectors(flat, vecs, emb.distance), emb.distance)
+    d = pairwise(sv, sv)
+    np.fill_diagonal(d, np.inf)
+    tol = tie_tolerance(sv, sv)
+    names = sorted({labels[s.song_id] for s in songs})
+    y = np.array([names.index(labels[s.song_id]) for s in songs])
+    same = y[:, None] == y[None, :]
+    np.fill_diagonal(same, False)
+    prob = knn_vote(d, y, len(names), k, tol)
+    counts = np.bincount(y, minlength=len(names))
+    return {
+        "balanced_knn_accuracy": balanced_accuracy(prob, y),
+        f"precision@{k}": float(precision_at_k(d, same, k, tol).mean()),
+        "knn_accuracy": float(prob[np.arange(len(y)), y].mean()),
+        "chance_balanced": 1.0 / len(names),
+        "majority_rate": float(counts.max() / len(y)),
+        f"chance_precision@{k}": float(((counts[y] - 1) / (len(y) - 1)).mean()),
+        "n_songs": len(songs),
+        "n_genres": len(names),
+    }
+
+
+# --------------------------------------------------------------------------- task 6
+
+
+def version_identification(
+    versions,
+    embed: Embedding | EmbedFn,
+    distance: str | None = None,
+    *,
+    ks: Sequence[int] = (1, 10),
+) -> dict[str, float]:
+    """Query with each file whose song has another version, against every other file.
+
+    Song-distance rule: the mean, over the query's phrases, of the distance to the nearest
+    phrase of the candidate file (every query phrase must find a match somewhere in the
+    candidate, wherever it sits). Hit@k and MRR of the first other version, ties in expectation.
+    ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
+    """
+    emb = as_embedding(embed, distance)
+    songs, group = versions.songs, np.asarray(versions.group)
+    flat = flatten(songs)
+    _, gid = np.unique(group, return_inverse=True)
+    counts = np.bincount(gid)
+    query_files = np.nonzero(counts[gid] >= 2)[0]
+    if not len(query_files):
+        raise ValueError("no song has two versions")
+    x = prepare(embed_flat(emb, flat), emb.distance)
+    ends = np.append(flat.starts[1:], len(flat))
+    qrows = np.concatenate([np.arange(flat.starts[i], ends[i]) for i in query_files])
+    qlen = ends[query_files] - flat.starts[query_files]
+    # nearest-phrase distance of every query phrase to every file, in chunks of query phrases
+    near = np.empty((len(qrows), len(songs)))
+    tol_rows = np.empty(len(qrows))
+    for a in range(0, len(qrows), QUERY_CHUNK):
+        q = take(x, qrows[a : a + QUERY_CHUNK])
+        near[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
+        tol_rows[a : a + QUERY_CHUNK] = tie_tolerance(q, x)
+    qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
+    file_d = np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]  # (query files, files)
+    tol = np.maximum.reduceat(tol_rows, qstarts)
+    file_d[np.arange(len(query_files)), query_files] = np.inf
+    rel = gid[query_files][:, None] == gid[None, :]
+    rel[np.arange(len(query_files)), query_files] = False
+    per_query = first_relevant_metrics(file_d, rel, ks, tol)
+    out = summarise(per_query)
+    out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
+               chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
     return out

@@ -1,0 +1,173 @@
+"""Version identification data: a folder of MIDI files with a CSV ``file,song`` naming which files
+are versions (transcriptions) of one song, and a generator that builds such a folder from songs.
+
+The generator writes each song as MIDI and, for some songs, an independently altered
+re-rendering (transposed, re-voiced, notes dropped, a track moved, onsets jittered, started on
+another bar), the way two people transcribe one song differently. Every other file is a
+distractor.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from midivae.constants import DRUMS, MIDI_SUFFIXES, N_PITCHES, LOWEST_PITCH, PITCHED_TRACKS, STEPS_PER_BAR
+from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
+from midivae.evaluate.data import SongPhrases, find_files, read_song_file
+from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
+
+FILE_COLUMNS = ("file", "path", "filename")
+SONG_COLUMNS = ("song", "song_id", "group", "work")
+
+
+@dataclass(frozen=True)
+class VersionSet:
+    """Files read into phrases, and the song (group) of each; files not in the CSV are their own."""
+
+    songs: list[SongPhrases]  # song_id = file path relative to the folder
+    group: list[str]
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def n_queries(self) -> int:
+        counts: dict[str, int] = {}
+        for g in self.group:
+            counts[g] = counts.get(g, 0) + 1
+        return sum(1 for g in self.group if counts[g] >= 2)
+
+
+def read_versions_csv(csv_path: Path) -> dict[str, str]:
+    """file (relative to the CSV's folder) -> song."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise NotFoundError(f"{csv_path}: versions CSV not found")
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        fcol = next((reader.fieldnames[i] for i, f in enumerate(fields) if f in FILE_COLUMNS), None)
+        scol = next((reader.fieldnames[i] for i, f in enumerate(fields) if f in SONG_COLUMNS), None)
+        if fcol is None or scol is None:
+            raise InvalidInputError(csv_path, f"needs a file column ({'/'.join(FILE_COLUMNS)}) and a song column ({'/'.join(SONG_COLUMNS)})")
+        return {row[fcol].strip(): row[scol].strip() for row in reader if row.get(fcol)}
+
+
+def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
+    """Read every MIDI file under ``folder``; group files by the CSV (default folder/versions.csv)."""
+    folder = Path(folder)
+    csv_path = Path(csv_path) if csv_path is not None else folder / "versions.csv"
+    mapping = read_versions_csv(csv_path)
+    base = csv_path.parent
+    files = find_files(folder, MIDI_SUFFIXES)
+    if not files:
+        raise NotFoundError(f"{folder}: no MIDI files")
+    rel_map = {str((base / k).resolve()): v for k, v in mapping.items()}
+    out_songs, groups, skipped = [], [], []
+    for f in files:
+        try:
+            song = read_song_file(f)
+        except MidiVaeError as exc:
+            skipped.append(str(exc))
+            continue
+        if not len(song):
+            skipped.append(f"{f}: no non-empty phrase")
+            continue
+        rel = str(f.relative_to(folder))
+        out_songs.append(SongPhrases(rel, song.packed, song.bar_offsets))
+        groups.append(rel_map.get(str(f.resolve()), f"__distractor__/{rel}"))
+    return VersionSet(out_songs, groups, tuple(skipped))
+
+
+# --------------------------------------------------------------------------- generator
+
+
+@dataclass(frozen=True)
+class AlterConfig:
+    """How different a generated re-rendering is from the original."""
+
+    max_transpose: int = 5
+    revoice_fraction: float = 0.25  # pitched notes moved by an octave
+    drop_fraction: float = 0.15
+    jitter_fraction: float = 0.3  # notes whose onset moves by one step
+    max_bar_shift: int = 3  # the version starts up to this many bars earlier/later
+    p_each: float = 0.5  # each kind of change is applied with this probability (at least one is)
+
+
+def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = AlterConfig()) -> np.ndarray:
+    """An independently altered version of a song roll ``(steps, 84, 5)``."""
+    notes = roll_to_notes(roll)
+    n = len(notes)
+    track, pitch = notes.track.copy(), notes.pitch.copy()
+    start, end = notes.start.copy(), notes.end.copy()
+    pitched = track != DRUMS
+    kinds = rng.random(6) < cfg.p_each  # transpose, revoice, move, jitter, drop, bar shift
+    if not kinds.any():
+        kinds[rng.integers(6)] = True
+    # transpose pitched notes by a nonzero amount
+    shift = int(rng.choice([s for s in range(-cfg.max_transpose, cfg.max_transpose + 1) if s != 0]))
+    pitch = np.where(pitched & kinds[0], pitch + shift, pitch)
+    # re-voice: some pitched notes an octave up or down
+    revoice = pitched & (rng.random(n) < cfg.revoice_fraction) & kinds[1]
+    pitch = np.where(revoice, pitch + 12 * rng.choice([-1, 1], size=n), pitch)
+    # move one non-empty pitched track onto another pitched track
+    used = [t for t in PITCHED_TRACKS if np.any(track == t)]
+    if used and kinds[2]:
+        src = int(rng.choice(used))
+        dst = int(rng.choice([t for t in PITCHED_TRACKS if t != src]))
+        track = np.where(track == src, dst, track)
+    # quantisation jitter: some onsets one step early or late (length kept)
+    jitter = (rng.random(n) < cfg.jitter_fraction) * rng.choice([-1, 1], size=n) * kinds[3]
+    start, end = start + jitter, end + jitter
+    # drop some notes
+    keep = rng.random(n) >= cfg.drop_fraction * kinds[4]
+    keep &= (pitch >= LOWEST_PITCH) & (pitch < LOWEST_PITCH + N_PITCHES) & (start >= 0)
+    # start on another bar: prepend silence or cut the first bars
+    bars = int(rng.choice([b for b in range(-cfg.max_bar_shift, cfg.max_bar_shift + 1) if b != 0])) * int(kinds[5])
+    offset = bars * STEPS_PER_BAR
+    start, end = start + offset, end + offset
+    keep &= start >= 0
+    out = Notes(track[keep], pitch[keep], start[keep], np.maximum(end[keep], start[keep] + 1), tpq=notes.tpq)
+    return notes_to_roll(out)
+
+
+def make_version_folder(
+    songs: Sequence[SongPhrases],
+    out_dir: Path,
+    n_versioned: int | None = None,
+    seed: int = 0,
+    cfg: AlterConfig = AlterConfig(),
+) -> Path:
+    """Write ``<id>.mid`` for every song and ``<id>__v2.mid`` (a re-rendering) for the first
+    ``n_versioned`` of them (default: half), plus ``versions.csv``. Returns the CSV path."""
+    from midivae.io import write_midi
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_versioned = len(songs) // 2 if n_versioned is None else min(n_versioned, len(songs))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, s in enumerate(songs):
+        roll = phrases_to_roll(s.phrases)
+        name = _safe(s.song_id)
+        write_midi(out_dir / f"{name}.mid", roll)
+        rows.append((f"{name}.mid", s.song_id))
+        if i < n_versioned:
+            alt = rerender(roll, rng, cfg)
+            if alt.any():
+                write_midi(out_dir / f"{name}__v2.mid", alt)
+                rows.append((f"{name}__v2.mid", s.song_id))
+    csv_path = out_dir / "versions.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "song"])
+        w.writerows(rows)
+    return csv_path
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
+
