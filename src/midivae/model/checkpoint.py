@@ -110,6 +110,13 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     for idx, entry in meta.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(entry)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # Give per-parameter state its parameter's memory layout (e.g. channels-last): fused
+    # optimizers walk parameter and state memory together and assume equal strides.
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    optimizer.state[param][key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -92,6 +92,14 @@ def autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam; the fused kernel (one pass per parameter tensor) where this torch has it."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
 # --- data ------------------------------------------------------------------------------------
 
 _BIT_LUT = torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32))
@@ -302,7 +310,7 @@ def train(
         model = cls(mcfg).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        optimizer = make_optimizer(model, cfg.lr)
         state: dict[str, Any] = {
             "epoch": 0, "next_batch": 0, "global_step": 0, "elapsed_s": 0.0, "best_val_loss": math.inf,
             "best_epoch": 0, "bad_epochs": 0, "history": [], "running": {}, "running_n": 0,
