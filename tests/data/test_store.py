@@ -176,6 +176,7 @@ def test_musegan_phrase_file_ingests_one_song_per_phrase(tmp_path: Path) -> None
     write_musegan(tmp_path / "train_x_lpd_5_phr.npz", [phrases[:11], phrases[11:]], 30)
     summary = ingest([tmp_path / "train_x_lpd_5_phr.npz"], tmp_path / "store", workers=1)
     assert summary.files_read == 1 and summary.phrases_written == 29
+    assert summary.empty_phrases_skipped == 1
     with PhraseStore.open(tmp_path / "store") as store:
         assert np.array_equal(store.phrases(), np.delete(phrases, 5, axis=0))
         assert store.song_ids()[:2] == ["train_x_lpd_5_phr/000000", "train_x_lpd_5_phr/000001"]

@@ -43,6 +43,7 @@ class IngestSummary:
     already_done: int = 0
     skipped: Counter = field(default_factory=Counter)
     sections_skipped: int = 0
+    empty_phrases_skipped: int = 0  # empty phrases of MuseGAN files (other files drop them silently)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -55,6 +56,7 @@ class IngestSummary:
             "skipped": dict(self.skipped),
             "files_skipped": sum(self.skipped.values()),
             "sections_skipped_not_4_4": self.sections_skipped,
+            "empty_musegan_phrases_skipped": self.empty_phrases_skipped,
             "seconds": round(self.seconds, 3),
         }
 
@@ -215,6 +217,8 @@ def ingest(
                 skipped.append((outcome.path, outcome.reason or "unknown"))
                 if whole_file:
                     summary.skipped[reason_group(outcome.reason or "unknown")] += 1
+                else:
+                    summary.empty_phrases_skipped += 1
             else:
                 rec = outcome.record
                 unique = writer.unique_song_id(rec.song_id)
