@@ -1,0 +1,185 @@
+"""Training and encoding speed of the reference VAE on this CPU, next to a plain implementation.
+
+Usage:  python benchmarks/train_speed.py [--threads 2] [--steps 8] [--songs 40]
+
+Rows, all in one run on the same real LPD-5 phrases:
+* plain: the same model written the straightforward way (fp32, NCHW tensors, the library BCE,
+  default Adam, bool -> float per batch), a naive Python loop;
+* midivae: the trainer's own step (midivae.model.train: LUT unpack from bit-packed rows,
+  channels-last, fused BCE, fused Adam), at two batch sizes;
+* encode: phrases/s of midivae.load_model(...).encode (numpy in/out) and of the plain model.
+
+The machine is shared, so besides wall-clock samples/s the table gives CPU-time-normalised
+samples/s (samples / (process CPU seconds / threads)): what the same work would reach with the
+threads to itself. A matmul measures the fp32 ceiling in the same run; FLOPs / that ceiling is
+the best any fp32 implementation of this model could do here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_PHRASE
+from midivae.data.store import pack
+from midivae.model.reference import ReferenceConfig, ReferenceVAE
+from midivae.model.train import cpu_flags, make_optimizer, unpack_float
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PlainVAE(nn.Module):
+    """The reference architecture, written plainly (no layout tricks, library loss)."""
+
+    def __init__(self, c: ReferenceConfig) -> None:
+        super().__init__()
+        self.c = c
+        self.conv1 = nn.Conv2d(N_TRACKS, c.channels1, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(c.channels1, c.channels2, 3, stride=2, padding=1)
+        self.flat = c.channels2 * 48 * 21
+        self.mu = nn.Linear(self.flat, c.latent_dim)
+        self.logvar = nn.Linear(self.flat, c.latent_dim)
+        self.fc = nn.Linear(c.latent_dim, self.flat)
+        self.deconv1 = nn.ConvTranspose2d(c.channels2, c.channels1, 3, stride=2, padding=1, output_padding=1)
+        self.deconv2 = nn.ConvTranspose2d(c.channels1, N_TRACKS, 3, stride=2, padding=1, output_padding=1)
+
+    def encode(self, x):
+        img = x.reshape(-1, STEPS_PER_PHRASE, N_PITCHES, N_TRACKS).permute(0, 3, 1, 2).contiguous()
+        h = F.relu(self.conv2(F.relu(self.conv1(img)))).flatten(1)
+        return self.mu(h), self.logvar(h)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        h = F.relu(self.fc(z)).view(-1, self.c.channels2, 48, 21)
+        logits = self.deconv2(F.relu(self.deconv1(h)))
+        recon = F.binary_cross_entropy_with_logits(logits, x.reshape(-1, STEPS_PER_PHRASE, N_PITCHES, N_TRACKS).permute(0, 3, 1, 2), reduction="sum")
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return (recon + kl) / x.shape[0]
+
+
+def real_packed(n_songs: int) -> np.ndarray:
+    from midivae.model import read_phrases
+
+    data = Path(os.environ.get("MIDIVAE_DATA", REPO.parent / "shared" / "data"))
+    files = sorted((data / "lpd5" / "lpd_5_cleansed").rglob("*.npz"))[:n_songs]
+    if not files:
+        raise SystemExit(f"no LPD-5 songs under {data} (set MIDIVAE_DATA)")
+    return pack(np.concatenate([read_phrases(f) for f in files]))
+
+
+def timed(fn, samples_per_call: int, calls: int, threads: int) -> tuple[float, float]:
+    fn()  # warm-up (allocations, oneDNN primitive creation)
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        fn()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    n = samples_per_call * calls
+    return n / wall, n / (cpu / threads)
+
+
+def matmul_gflops(threads: int) -> tuple[float, float]:
+    a, b = torch.randn(256, 32256), torch.randn(32256, 256)
+    flop = 2 * 256 * 32256 * 256
+    wall_rate, cpu_rate = timed(lambda: a @ b, 1, 10, threads)
+    return wall_rate * flop / 1e9, cpu_rate * flop / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=8, help="timed optimizer steps per row")
+    ap.add_argument("--songs", type=int, default=40, help="LPD-5 songs read for real phrases")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    flags = cpu_flags()
+    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("flags: " + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")))
+    packed = real_packed(args.songs)
+    rng = np.random.default_rng(0)
+    print(f"data: {packed.shape[0]} real phrases from {args.songs} LPD-5 songs, "
+          f"{np.unpackbits(packed).mean() * 100:.2f}% of cells on")
+
+    config = ReferenceConfig()
+    ref = ReferenceVAE(config)
+    train_flops = ref.train_flops_per_sample()
+    gf_wall, gf_cpu = matmul_gflops(args.threads)
+    print(f"reference model: latent {config.latent_dim}, {sum(p.numel() for p in ref.parameters()):,} parameters, "
+          f"{ref.flops_per_sample() / 1e6:.1f} MFLOP forward, {train_flops / 1e6:.1f} MFLOP per training sample")
+    print(f"fp32 matmul (256x32256x256): {gf_wall:.0f} GFLOP/s wall, {gf_cpu:.0f} GFLOP/s CPU-normalised "
+          f"-> fp32 bound for this model ~{gf_cpu * 1e9 / train_flops:.0f} training samples/s")
+    rows = []
+
+    def batch_indices(bs):
+        return np.sort(rng.choice(packed.shape[0], size=bs, replace=packed.shape[0] < bs))
+
+    # plain
+    for bs in (64,):
+        torch.manual_seed(0)
+        plain = PlainVAE(config)
+        opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+
+        def plain_step():
+            x = torch.from_numpy(np.unpackbits(packed[batch_indices(bs)], axis=1).astype(bool)).float()
+            opt.zero_grad()
+            plain(x.reshape(bs, *PHRASE_SHAPE)).backward()
+            opt.step()
+
+        rows.append((f"plain (fp32, NCHW, library BCE, Adam), batch {bs}", "train", *timed(plain_step, bs, args.steps, args.threads)))
+    # midivae trainer step
+    for bs in (128, 256):
+        torch.manual_seed(0)
+        model = ReferenceVAE(config).to(memory_format=torch.channels_last)
+        opt = make_optimizer(model, 1e-3)
+        cpu = torch.device("cpu")
+
+        def step():
+            x = unpack_float(packed[batch_indices(bs)], cpu)
+            opt.zero_grad(set_to_none=True)
+            model.loss(x, 1.0)["loss"].backward()
+            opt.step()
+
+        rows.append((f"midivae trainer step (channels-last, fused BCE + Adam), batch {bs}", "train",
+                     *timed(step, bs, max(2, args.steps * 64 // bs), args.threads)))
+    # encoding
+    from midivae.model.api import Model
+
+    phrases = np.unpackbits(packed[batch_indices(1024)], axis=1).view(bool).reshape(-1, *PHRASE_SHAPE)
+    api = Model(ReferenceVAE(config))
+    rows.append(("midivae Model.encode (numpy bool in, float32 out), batch 256", "encode",
+                 *timed(lambda: api.encode(phrases), len(phrases), 2, args.threads)))
+    plain = PlainVAE(config).eval()
+
+    def plain_encode():
+        with torch.no_grad():
+            for i in range(0, len(phrases), 64):
+                plain.encode(torch.from_numpy(phrases[i : i + 64]).float())
+
+    rows.append(("plain encode (no_grad, NCHW), batch 64", "encode", *timed(plain_encode, len(phrases), 2, args.threads)))
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        print("bf16: this CPU has native bf16; `--precision auto` uses bf16 autocast")
+    else:
+        print("bf16 autocast: not measured, off by default: no avx512_bf16/amx_bf16 on this CPU (emulated, ~10x slower)")
+
+    print()
+    print("| implementation | task | samples/s (wall) | samples/s (CPU-normalised) |")
+    print("|---|---|---:|---:|")
+    for name, task, wall, cpu in rows:
+        print(f"| {name} | {task} | {wall:,.0f} | {cpu:,.0f} |")
+    plain_cpu = rows[0][3]
+    best_cpu = max(r[3] for r in rows if r[1] == "train")
+    print(f"\ntrainer / plain (CPU-normalised): {best_cpu / plain_cpu:.2f}x; "
+          f"targets: >= 1,000 training samples/s, >= 5,000 encoded phrases/s")
+
+
+if __name__ == "__main__":
+    main()
