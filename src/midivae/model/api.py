@@ -31,7 +31,8 @@ class Model:
     """
 
     def __init__(self, vae: PhraseVAE, batch_size: int = 256, device: str | torch.device = "cpu") -> None:
-        self.vae = vae.eval()
+        # channels-last: the phrase layout already is, so convolutions run without a copy
+        self.vae = vae.eval().to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.batch_size = batch_size
         thresholds = getattr(vae, "thresholds", None)
@@ -85,6 +86,19 @@ class Model:
             mu[start : start + x.shape[0]] = m.float().cpu().numpy()
             logvar[start : start + x.shape[0]] = lv.float().cpu().numpy()
         return mu, logvar
+
+    @torch.inference_mode()
+    def encode_mean(self, phrases: np.ndarray) -> np.ndarray:
+        """Posterior means alone, float32 ``(n, latent_dim)``: equal to ``encode(phrases)[0]``,
+        cheaper where the architecture can skip the log-variance (what an index needs)."""
+        arr = np.asarray(phrases)
+        if arr.ndim == len(PHRASE_SHAPE):
+            arr = arr[None]
+        mu = np.empty((arr.shape[0], self.latent_dim), dtype=np.float32)
+        for start in range(0, arr.shape[0], self.batch_size):
+            x = self._phrases_tensor(arr[start : start + self.batch_size])
+            mu[start : start + x.shape[0]] = self.vae.encode_mean(x).float().cpu().numpy()
+        return mu
 
     def encode_sample(self, phrases: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Sampled latents z = mu + sigma * eps (the original protocol's encoding)."""

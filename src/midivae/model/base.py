@@ -71,6 +71,10 @@ class PhraseVAE(torch.nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def encode_mean(self, x: Tensor) -> Tensor:
+        """The posterior mean alone (what an index stores); override where that is cheaper."""
+        return self.encode(x)[0]
+
     # --- shared -------------------------------------------------------------------------------
     @staticmethod
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
