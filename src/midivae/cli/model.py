@@ -118,7 +118,7 @@ def train(data, out, arch, list_archs, latent_dim, sets, resume, quiet, as_json,
 
     result = run_train(
         data, out, arch=arch, model_config=model_config, train_config=train_config,
-        resume=resume, progress=progress_enabled(quiet),
+        resume=resume, progress=progress_enabled(quiet), verbose=not quiet,
     )
     summary = {
         "run": str(result.run_dir), "best": str(result.best_dir), "arch": result.arch,

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,10 +292,12 @@ def train(
     train_config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    verbose: bool | None = None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue training) a phrase VAE on a store's train split.
 
-    ``resume`` continues the run in ``out_dir/last`` (and starts a new one if there is none);
+    ``progress`` shows a progress bar; ``verbose`` (default: as ``progress``) prints one line
+    per validation. ``resume`` continues the run in ``out_dir/last`` (and starts a new one if there is none);
     the stored architecture and configs are used, and only the fields in ``RESUMABLE_FIELDS``
     may be changed by a ``train_config`` passed along. ``store_path`` may be None on resume.
     """
@@ -326,7 +329,7 @@ def train(
             raise StoreError("no phrase store given (--data)")
         splits = load_splits(store_path, cfg)
         state["store"] = splits.store
-        return _run(model, optimizer, cfg, splits, state, out, device, bf16, progress)
+        return _run(model, optimizer, cfg, splits, state, out, device, bf16, progress, progress if verbose is None else verbose)
     finally:
         torch.set_num_threads(threads_before)
 
@@ -341,6 +344,7 @@ def _run(
     device: torch.device,
     bf16: bool,
     progress: bool,
+    verbose: bool,
 ) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     n_train = splits.train.shape[0]
@@ -434,7 +438,7 @@ def _run(
             optimizer=optimizer, trainer_state=_jsonable(state),
         )
         _write_history(out, state["history"])
-        if progress:
+        if verbose:
             _print_row(row, improved and not partial)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
@@ -460,11 +464,12 @@ def _jsonable(state: dict[str, Any]) -> dict[str, Any]:
 def _print_row(row: dict[str, Any], best: bool) -> None:
     from tqdm.auto import tqdm
 
-    tqdm.write(
+    tqdm.write(  # stderr, like the bar: stdout stays for the summary (and --json)
         f"epoch {row['epoch']}{' (partial)' if row['partial'] else ''}: "
         f"train loss {row.get('train_loss', float('nan')):.2f}  val loss {row['val_loss']:.2f} "
         f"(recon {row['val_recon']:.2f}, KL {row['val_kl']:.2f})  F1 onset {row['val_onset_f1']:.3f} "
         f"cell {row['val_cell_f1']:.3f}  active units {row['val_active_units']}  "
-        f"{row['train_samples_per_s']:.0f} samples/s{'  *best*' if best else ''}"
+        f"{row['train_samples_per_s']:.0f} samples/s{'  *best*' if best else ''}",
+        file=sys.stderr,
     )
 
