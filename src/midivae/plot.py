@@ -145,7 +145,7 @@ def plot_loss_curves(
         if any("val_f1" in r for r in rows):
             twin = right.twinx()
             twin.plot(epochs, series("val_f1"), color="black", linestyle=":", marker="s", markersize=3, label="val_f1")
-            twin.set_ylabel("validation F1 (all tracks)")
+            twin.set_ylabel("validation note-onset F1 (all tracks)")
             twin.set_ylim(0, 1)
             twin.legend(loc="lower right", fontsize="small")
         right.legend(loc="upper right", fontsize="small")
