@@ -114,8 +114,8 @@ def register(main: click.Group) -> None:
     @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
     @click.option("--bars", default=None, help="Only query bars A:B (0-based, B excluded).")
     @click.option("--any-key", is_flag=True, help="Also try the 12 transpositions of the pitched tracks.")
-    @click.option("--rule", type=click.Choice(["mean", "nearest"]), default="mean", show_default=True,
-                  help="Song distance: mean over query phrases of the nearest phrase, or the best pair.")
+    @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="nearest", show_default=True,
+                  help="Song distance: the best phrase pair, or the mean over query phrases of the nearest.")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
     @json_option
     def search_cmd(query, index, k, bars, any_key, rule, checkpoint, as_json) -> None:
