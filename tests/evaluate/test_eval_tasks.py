@@ -41,3 +41,118 @@ def test_original_protocol_uses_sampling(make_songs):
     noisy = Embedding("noisy", identity, "euclidean", 8, 32,
                       sample=lambda ph, rng: rng.standard_normal((len(ph), 8)).astype(np.float32))
     assert tasks.original_protocol(songs, noisy)["top1"] < 0.3
+
+
+def test_robustness_identity_and_constant(make_songs):
+    songs = make_songs(10, half=3, seed=2)
+    r = tasks.robustness(songs, identity, "euclidean", n_queries=30, any_key_queries=10)
+    # dropping 20% of a random phrase's notes keeps it nearest to its original
+    assert r["drop_20pct_notes/phrase_hit1"] == 1.0
+    assert r["drop_20pct_notes/song_hit1"] == 1.0
+    # any-key undoes a transposition exactly (up to notes pushed off the keyboard)
+    assert r["transpose_up_2/song_hit1_anykey"] == 1.0
+    assert r["transpose_up_2/n_anykey"] == 10
+    c = tasks.robustness(songs, constant, "euclidean", n_queries=30)
+    assert c["drop_20pct_notes/song_hit1"] == pytest.approx(1 / len(songs))
+    # each song holds its phrases twice; exact copies count as the same answer, so 1/(6-1) = 1/5
+    assert c["drop_20pct_notes/phrase_hit1"] == pytest.approx(1 / (60 - 1), rel=0.5)
+
+
+def test_robustness_skips_unchanged_queries(make_songs):
+    songs = make_songs(6, half=2)  # random phrases with piano only at one cell: piano->guitar changes all
+    from midivae.evaluate.data import SongPhrases
+
+    drums_only = []
+    for s in songs:
+        ph = s.phrases.copy()
+        ph[..., 1:] = False
+        ph[:, 0, 0, 0, 0] = True
+        drums_only.append(SongPhrases.from_phrases(s.song_id, ph))
+    r = tasks.robustness(drums_only, identity, "euclidean", n_queries=20)
+    assert r["piano_to_guitar/n"] == 0 and r["piano_to_guitar/skipped_unchanged"] == 20
+    assert r["transpose_up_2/n"] == 0
+
+
+def test_genre_identity_and_constant(make_songs):
+    rng = np.random.default_rng(0)
+    from midivae.evaluate.data import SongPhrases
+
+    labels, songs = {}, []
+    protos = {g: rng.random((1, 4, 48, 84, 5)) < 0.02 for g in ("a", "b", "c")}
+    for i in range(42):  # 18 a, 12 b, 12 c: every class has 10+ other members
+        g = "abc"[i % 3] if i < 36 else "a"
+        ph = protos[g] | (rng.random((2, 4, 48, 84, 5)) < 0.002)
+        songs.append(SongPhrases.from_phrases(f"s{i}", ph))
+        labels[f"s{i}"] = g
+    good = tasks.genre_consistency(songs, identity, "cosine", labels=labels)
+    assert good["balanced_knn_accuracy"] == 1.0 and good["precision@10"] == 1.0
+    flat = tasks.genre_consistency(songs, constant, "euclidean", labels=labels)
+    assert flat["balanced_knn_accuracy"] == pytest.approx(1 / 3)
+    assert flat["precision@10"] == pytest.approx(flat["chance_precision@10"])
+
+
+def test_version_identification_identity_and_constant(make_songs):
+    from midivae.evaluate.data import SongPhrases
+    from midivae.evaluate.versions import VersionSet
+
+    rng = np.random.default_rng(3)
+    base = make_songs(8, half=2, seed=3)
+    files, groups = [], []
+    for s in base:
+        files.append(s)
+        groups.append(s.song_id)
+    for s in base[:4]:
+        ph = s.phrases & (rng.random(s.phrases.shape) > 0.1)  # a sparser transcription
+        files.append(SongPhrases.from_phrases(s.song_id + "_v2", ph))
+        groups.append(s.song_id)
+    vs = VersionSet(files, groups)
+    r = tasks.version_identification(vs, identity, "euclidean")
+    assert r["n_queries"] == 8 and r["hit@1"] == 1.0
+    c = tasks.version_identification(vs, constant, "euclidean")
+    assert c["hit@1"] == pytest.approx(1 / 11)
+
+
+def test_version_folder_round_trip(make_songs, tmp_path):
+    from midivae.evaluate.versions import load_versions, make_version_folder
+
+    songs = make_songs(4, half=2, seed=5)
+    csv_path = make_version_folder(songs, tmp_path, n_versioned=2, seed=1)
+    vs = load_versions(tmp_path, csv_path)
+    assert len(vs.songs) == 6 and vs.n_queries == 4
+    by_name = {s.song_id: s for s in vs.songs}
+    assert not np.array_equal(by_name["song00.mid"].packed, by_name["song00__v2.mid"].packed[: len(by_name["song00.mid"])])
+    assert np.array_equal(by_name["song03.mid"].phrases, songs[3].phrases)
+
+
+class PerfectModel:
+    """A lookup 'autoencoder': latent = the phrase's id, decode gives it back exactly."""
+
+    latent_dim = 1
+    checkpoint_id = "perfect"
+
+    def __init__(self, songs):
+        self.table = np.concatenate([s.phrases for s in songs]).astype(np.float32)
+        self.keys = self.table.reshape(len(self.table), -1)
+
+    def encode(self, phrases):
+        flat = np.asarray(phrases, np.float32).reshape(len(phrases), -1)
+        idx = np.array([np.nonzero((self.keys == f).all(axis=1))[0][0] for f in flat], dtype=np.float32)
+        return idx[:, None], np.zeros((len(phrases), 1), np.float32)
+
+    def decode(self, z):
+        i = np.clip(np.round(np.abs(np.asarray(z)[:, 0])), 0, len(self.table) - 1).astype(int)
+        return self.table[i]
+
+
+def test_reconstruction_of_a_perfect_model(make_songs):
+    songs = make_songs(4, half=2)
+    r = tasks.reconstruction(songs, PerfectModel(songs), n_phrases=10, n_samples=8)
+    assert r["recon/f1/all"] == 1.0 and r["recon/precision/Piano"] == 1.0
+    assert r["real/tonal_distance"] == pytest.approx(r["reconstruction/tonal_distance"])
+    assert r["real/empty_bar_rate/Drums"] == r["reconstruction/empty_bar_rate/Drums"]
+
+
+def test_cost_reports_dims_and_speed(songs):
+    c = tasks.cost(songs, baselines.chroma(), n_encode=16, n_queries=3)
+    assert c["dims"] == 240 and c["bytes_per_phrase"] == 960
+    assert c["encode_phrases_per_s"] > 0 and c["query_ms"] > 0

@@ -76,31 +76,37 @@ class PCA:
         return proj.astype(np.float32)
 
 
-def fit_pca(x: np.ndarray | sp.spmatrix, k: int, n_iter: int = 4, oversample: int = 10, seed: int = 0) -> PCA:
-    """Randomised PCA (Halko et al.) with implicit centring, so a CSR input stays sparse."""
+def fit_pca(
+    x: np.ndarray | sp.spmatrix, k: int, n_iter: int = 3, oversample: int = 10, max_rows: int = 4000, seed: int = 0
+) -> PCA:
+    """PCA through the centred Gram matrix of at most ``max_rows`` rows (dual PCA).
+
+    With far fewer rows than columns (thousands of phrases, 80,640 cells), the n x n Gram matrix
+    is small: its top eigenvectors come from a randomised range finder, and the principal axes
+    are ``X_c^T u / sqrt(lambda)``. Centring is folded into the products, so CSR stays sparse.
+    """
+    rng = np.random.default_rng(seed)
+    n_all = x.shape[0]
+    if n_all > max_rows:
+        x = x[np.sort(rng.choice(n_all, size=max_rows, replace=False))]
     x = sp.csr_matrix(x, dtype=np.float64) if sp.issparse(x) else np.asarray(x, dtype=np.float64)
     n, dims = x.shape
-    k = min(k, n, dims)
+    k = min(k, n - 1, dims)
     mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
-    ones = np.ones((n, 1))
-    rng = np.random.default_rng(seed)
-    width = min(k + oversample, n, dims)
-
-    def xc_dot(w: np.ndarray) -> np.ndarray:  # (X - 1 mean^T) @ w
-        return np.asarray(x @ w) - ones @ (mean @ w)[None, :]
-
-    def xct_dot(u: np.ndarray) -> np.ndarray:  # (X - 1 mean^T)^T @ u
-        return np.asarray(x.T @ u) - mean[:, None] @ (ones.T @ u)
-
-    q, _ = np.linalg.qr(xc_dot(rng.standard_normal((dims, width))))
+    gram = x @ x.T
+    gram = gram.toarray() if sp.issparse(gram) else np.asarray(gram)
+    r = np.asarray(x @ mean).ravel()
+    gram = gram - r[:, None] - r[None, :] + float(mean @ mean)  # (X - 1m^T)(X - 1m^T)^T
+    width = min(k + oversample, n)
+    q, _ = np.linalg.qr(gram @ rng.standard_normal((n, width)))
     for _ in range(n_iter):
-        w, _ = np.linalg.qr(xct_dot(q))
-        q, _ = np.linalg.qr(xc_dot(w))
-    b = xct_dot(q).T  # (width, D)
-    _, s, vt = np.linalg.svd(b, full_matrices=False)
-    total = float(np.asarray(x.multiply(x).sum()) if sp.issparse(x) else (x * x).sum()) - n * float(mean @ mean)
-    ratio = float((s[:k] ** 2).sum() / total) if total > 0 else 0.0
-    return PCA(mean, vt[:k].astype(np.float32), ratio)
+        q, _ = np.linalg.qr(gram @ q)
+    evals, evecs = np.linalg.eigh(q.T @ gram @ q)
+    order = np.argsort(evals)[::-1][:k]
+    lam, u = np.maximum(evals[order], 1e-12), q @ evecs[:, order]
+    axes = (np.asarray(x.T @ u) - mean[:, None] * u.sum(axis=0)[None, :]) / np.sqrt(lam)[None, :]
+    total = float(np.trace(gram))
+    return PCA(mean, axes.T.astype(np.float32), float(lam.sum() / total) if total > 0 else 0.0)
 
 
 def _stack_sparse(fn, songs: Sequence[SongPhrases], batch: int = 256) -> sp.csr_matrix:

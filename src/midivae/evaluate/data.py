@@ -23,7 +23,7 @@ MSD_ID = re.compile(r"TR[A-Z0-9]{16}")
 
 def pack(phrases: np.ndarray) -> np.ndarray:
     phrases = np.asarray(phrases, dtype=bool)
-    return np.packbits(phrases.reshape(len(phrases), -1), axis=1)
+    return np.packbits(phrases.reshape(len(phrases), int(np.prod(PHRASE_SHAPE))), axis=1)
 
 
 def unpack(packed: np.ndarray) -> np.ndarray:

@@ -31,6 +31,8 @@ from midivae.evaluate.metrics import (
 
 QUERY_CHUNK = 256
 ORIGINAL_PROTOCOL_SONGS = 1086
+#: Any-key search costs 12 searches per query: it runs on this many of the robustness queries.
+ANY_KEY_QUERIES = 500
 
 
 def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch: int = 256):
@@ -249,6 +251,7 @@ def robustness(
     n_queries: int = 1000,
     alterations: Sequence[str] | None = None,
     any_key: bool = True,
+    any_key_queries: int | None = ANY_KEY_QUERIES,
     seed: int = 0,
     vectors=None,
     queries: AlteredQueries | None = None,
@@ -258,7 +261,8 @@ def robustness(
     Per alteration: Hit@1 of the original phrase (exact copies of it count as the same answer)
     and of the right song (min distance over its phrases). Queries the alteration leaves
     unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
-    transpositions of the altered phrase and keeps each candidate's best distance.
+    transpositions of the altered phrase and keeps each candidate's best distance, on the first
+    ``any_key_queries`` kept queries (12x the search cost; None: all of them).
     ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
     """
     from midivae.evaluate.alterations import ANY_KEY_SHIFTS, TRANSPOSITIONS, transpose
@@ -287,7 +291,10 @@ def robustness(
             s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
             song_st.append(s0)
             row_st.append(r0)
-            if any_key and name in TRANSPOSITIONS:
+            if any_key and name in TRANSPOSITIONS and (any_key_queries is None or a < any_key_queries):
+                n_ak = len(altered) if any_key_queries is None else min(len(altered), any_key_queries - a)
+                altered, target, qpos, d = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak]
+                tol = tol[:n_ak]
                 best = d
                 for shift in ANY_KEY_SHIFTS:
                     if shift != 0:
@@ -301,6 +308,7 @@ def robustness(
         out[f"{name}/song_hit1"] = _hits(_concat(song_st), (1,))["hit@1"]
         out[f"{name}/phrase_hit1"] = _hits(_concat(row_st), (1,))["hit@1"]
         if song_ak:
+            out[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
             out[f"{name}/song_hit1_anykey"] = _hits(_concat(song_ak), (1,))["hit@1"]
             out[f"{name}/phrase_hit1_anykey"] = _hits(_concat(row_ak), (1,))["hit@1"]
     return out
@@ -421,3 +429,109 @@ def version_identification(
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
     return out
+
+
+# --------------------------------------------------------------------------- task 5
+
+
+def model_thresholds(model) -> np.ndarray:
+    """Per-track decision thresholds the model learnt on validation, else 0.5 for every track."""
+    from midivae.constants import N_TRACKS
+
+    th = getattr(model, "thresholds", None)
+    if th is None:
+        return np.full(N_TRACKS, 0.5)
+    th = np.asarray(th, dtype=np.float64).reshape(-1)
+    return np.full(N_TRACKS, float(th[0])) if th.size == 1 else th
+
+
+def reconstruction(
+    songs: Sequence[SongPhrases],
+    model,
+    *,
+    n_phrases: int = 1000,
+    n_samples: int = 1000,
+    seed: int = 0,
+    batch: int = 256,
+) -> dict[str, float]:
+    """Thresholded reconstructions of sampled phrases (cell precision/recall/F1 per track) and
+    MuseGAN's statistics of real phrases, reconstructions and prior samples.
+
+    ``model``: an object with ``encode(phrases) -> (mu, logvar)``, ``decode(z) -> probabilities``
+    and ``latent_dim`` (as returned by ``midivae.load_model``); reconstructions decode the
+    posterior mean, samples decode z ~ N(0, I); both are thresholded per track.
+    """
+    from midivae.evaluate.musegan import note_scores, statistics
+
+    songs = [s for s in as_songs(songs) if len(s)]
+    flat = flatten(songs)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(flat), size=min(n_phrases, len(flat)), replace=False))
+    th = model_thresholds(model)
+    real, recon = [], []
+    for ph in flat.batches(rows, batch):
+        mu, _ = model.encode(ph)
+        probs = np.asarray(model.decode(np.asarray(mu, dtype=np.float32)))
+        real.append(ph)
+        recon.append(probs >= th)
+    real_a, recon_a = np.concatenate(real), np.concatenate(recon)
+    out: dict[str, float] = {f"recon/{k}": v for k, v in note_scores(real_a, recon_a).items()}
+    samples = []
+    for a in range(0, n_samples, batch):
+        z = rng.standard_normal((min(batch, n_samples - a), int(model.latent_dim))).astype(np.float32)
+        samples.append(np.asarray(model.decode(z)) >= th)
+    for name, arr in (("real", real_a), ("reconstruction", recon_a), ("sample", np.concatenate(samples))):
+        out.update({f"{name}/{k}": v for k, v in statistics(arr).items()})
+    out.update(n_phrases=int(len(rows)), n_samples=int(n_samples))
+    out.update({f"threshold/{i}": float(t) for i, t in enumerate(th)})
+    return out
+
+
+# --------------------------------------------------------------------------- task 7
+
+
+def cost(
+    songs: Sequence[SongPhrases],
+    embed: Embedding | EmbedFn,
+    distance: str | None = None,
+    *,
+    n_encode: int = 512,
+    n_queries: int = 20,
+    vectors=None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query.
+
+    Query time: one query at a time, brute force over every phrase of ``songs`` (the index a
+    user would search), median over ``n_queries`` queries; distances plus the song ranking.
+    """
+    import time
+
+    emb = as_embedding(embed, distance)
+    songs = [s for s in as_songs(songs) if len(s)]
+    flat = flatten(songs)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(flat), size=min(n_encode, len(flat)), replace=False))
+    phrases = np.concatenate(list(flat.batches(rows, 256)))
+    embed_phrases(emb, phrases[:8])  # warm-up (lazy initialisation, caches)
+    t0 = time.perf_counter()
+    embed_phrases(emb, phrases)
+    enc = time.perf_counter() - t0
+    vecs = embed_flat(emb, flat) if vectors is None else vectors
+    index = prepare(vecs, emb.distance)
+    qv = prepare(embed_phrases(emb, phrases[:n_queries]), emb.distance)
+    times = []
+    for i in range(min(n_queries, len(qv))):
+        q = take(qv, np.array([i]))
+        t0 = time.perf_counter()
+        d = pairwise(q, index)
+        s = group_min(d, flat.starts)
+        np.argpartition(s[0], min(10, s.shape[1] - 1))[:10]
+        times.append(time.perf_counter() - t0)
+    return {
+        "dims": int(emb.dims),
+        "bytes_per_phrase": int(emb.bytes_per_phrase),
+        "encode_phrases_per_s": float(len(phrases) / enc) if enc > 0 else float("inf"),
+        "query_ms": float(np.median(times) * 1000),
+        "index_phrases": int(len(flat)),
+    }

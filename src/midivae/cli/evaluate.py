@@ -1,0 +1,70 @@
+"""``midivae evaluate``: the model and the baselines on every task, in one report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from midivae.cli.common import quiet_option
+
+
+def register(main: click.Group) -> None:
+    main.add_command(evaluate)
+
+
+@click.command()
+@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Phrase store (its test split is evaluated), LPD-5 folder of .npz, or folder of MIDI files.")
+@click.option("--checkpoint", default=None, help="Model checkpoint (default: the shipped model, when there is one).")
+@click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder (report.md, metrics.json, PNGs).")
+@click.option("--tasks", default=None, help="Comma-separated subset of: protocol, excerpt, robustness, genre, "
+              "reconstruction, versions, cost, pictures (default: all).")
+@click.option("--baselines", default=None, help="Comma-separated subset of: raw, raw_cosine, chroma, pca, bag_of_bars, "
+              "bag_of_bars_pca, random (default: all).")
+@click.option("--max-songs", type=int, default=None, help="Evaluate at most N songs (a seeded random subset).")
+@click.option("--fit-data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Songs the PCA baselines fit on (default: the store's train split, or a hash-chosen 30%% of a folder).")
+@click.option("--max-fit-songs", type=int, default=200, show_default=True, help="Songs used to fit the PCA baselines.")
+@click.option("--versions-csv", type=click.Path(exists=True, path_type=Path), default=None,
+              help="CSV file,song of a folder of MIDI versions (default: a folder generated from the evaluated songs).")
+@click.option("--versions-dir", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Folder of the version files (default: the CSV's folder).")
+@click.option("--labels", "labels_dir", type=click.Path(exists=True, path_type=Path), default=None,
+              help="AllMusic id_list_*.txt folder (default: $MIDIVAE_DATA/lpd5/labels/amg).")
+@click.option("--robustness-queries", type=int, default=1000, show_default=True, help="Sampled phrases altered per alteration.")
+@click.option("--any-key-queries", type=int, default=500, show_default=True,
+              help="How many of them the any-key search (12 transpositions per query) runs on.")
+@click.option("--latent-dim", type=int, default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@quiet_option
+def evaluate(data, checkpoint, no_model, out, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
+             versions_dir, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet) -> None:
+    """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
+    bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
+    OUT/report.md, OUT/metrics.json and PNG plots."""
+    from midivae.evaluate.baselines import BASELINE_NAMES
+    from midivae.evaluate.run import TASKS, EvalConfig, run_evaluation
+
+    def split(text, known):
+        if text is None:
+            return tuple(known)
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in items if t not in known]
+        if bad:
+            raise click.BadParameter(f"unknown: {', '.join(bad)} (known: {', '.join(known)})")
+        return items
+
+    cfg = EvalConfig(
+        data=data, out=out, checkpoint=checkpoint, use_model=not no_model, tasks=split(tasks, TASKS),
+        baselines=split(baselines, BASELINE_NAMES), max_songs=max_songs, max_fit_songs=max_fit_songs,
+        fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, labels_dir=labels_dir,
+        robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
+        command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
+    )
+    log = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    metrics = run_evaluation(cfg, log)
+    click.echo(f"{out / 'report.md'}  ({len(metrics['methods'])} methods, {metrics['seconds_total']:.0f} s)")

@@ -1,0 +1,317 @@
+"""report.md and PNG pictures from the metrics of one evaluation run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from midivae.constants import N_PITCHES, N_TRACKS, TRACK_COLORS, TRACK_NAMES
+
+GENRE_MAP = "genre_map.png"
+QUERIES = "queries.png"
+EXCERPT_BARS = "excerpt.png"
+ALTERATION_ORDER = ("transpose_up_2", "transpose_down_3", "drop_20pct_notes", "shift_eighth", "piano_to_guitar")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rgb(roll: np.ndarray) -> np.ndarray:
+    """(steps, 84, 5) -> an RGB image (84, steps, 3), low pitch first, one colour per track."""
+    try:
+        from midivae.plot import compose_rgb
+
+        return compose_rgb(roll.astype(np.float32))
+    except ImportError:  # pragma: no cover - plot.py is shipped with the package
+        img = np.ones((N_PITCHES, roll.shape[0], 3), dtype=np.float32)
+        for t in range(N_TRACKS):
+            c = np.array([int(TRACK_COLORS[t][i : i + 2], 16) / 255 for i in (1, 3, 5)])
+            a = roll[:, :, t].T[:, :, None].astype(np.float32)
+            img = img * (1 - a) + c * a
+        return img
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        if abs(v) >= 100:
+            return f"{v:.0f}"
+        if abs(v) >= 10:
+            return f"{v:.1f}"
+        return f"{v:.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _get(d: dict, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _worst_song_hit(rob: dict) -> float | None:
+    """The lowest song Hit@1 over alterations, using the any-key figure for transpositions."""
+    vals = []
+    for a in ALTERATION_ORDER:
+        v = rob.get(f"{a}/song_hit1_anykey", rob.get(f"{a}/song_hit1"))
+        if v is not None:
+            vals.append(v)
+    return min(vals) if vals else None
+
+
+def write_report(out: Path, m: dict) -> Path:
+    methods: dict = m["methods"]
+    names = list(methods)
+    cfg, data = m["config"], m["data"]
+    L: list[str] = ["# midivae evaluation report", ""]
+    if cfg.get("command"):
+        L += ["Regenerate with:", "", "```", cfg["command"], "```", ""]
+    L += [
+        f"- Data: `{data['source']}` — {data['n_songs']:,} songs, {data['n_phrases']:,} phrases evaluated. "
+        f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines).",
+        f"- Model: " + (f"checkpoint `{m['model']['checkpoint_id']}`, latent size {m['model']['latent_dim']}"
+                         if m["model"]["evaluated"] else f"not evaluated — {m['model']['note']}"),
+        f"- Machine: {m['machine']['platform']}, Python {m['machine']['python']}, CPU flags "
+        + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in m["machine"]["cpu"].items())
+        + f"; whole run {m.get('seconds_total', 0):.0f} s.",
+        "- Ties in distance count in expectation (random tie-breaking): a candidate tied with the right "
+        "answer shares the hit. Alterations that leave a phrase unchanged are skipped.",
+        "",
+        "## Summary",
+        "",
+    ]
+    rows = []
+    for n in names:
+        r = methods[n]
+        rows.append([
+            n, r.get("kind"), _get(r, "cost", "dims"), _get(r, "protocol", "top1"), _get(r, "excerpt", "hit@1"),
+            _get(r, "excerpt", "mrr"), _worst_song_hit(r.get("robustness", {})),
+            _get(r, "genre", "balanced_knn_accuracy"), _get(r, "versions", "hit@1"), _get(r, "cost", "query_ms"),
+        ])
+    L += [_table(["method", "kind", "dims", "protocol top-1", "excerpt Hit@1", "excerpt MRR",
+                  "robustness worst song Hit@1*", "genre balanced 10-NN", "versions Hit@1", "query ms"], rows), "",
+          "\\* lowest song Hit@1 over the five alterations, the transpositions searched with `--any-key`.", ""]
+    bars = excerpt_bars(out, methods)
+    if bars:
+        L += [f"![excerpt retrieval]({bars})", ""]
+
+    if _any(methods, "protocol"):
+        p = _first_with(methods, "protocol")
+        L += ["## 1. Original protocol", "",
+              f"The first non-empty phrase of each of {p['n_songs']:,} songs is encoded twice with sampled latents "
+              "(z = mu + sigma·eps for a VAE; a deterministic baseline gives the same vector twice, so it scores 1 "
+              "trivially); each first encoding must find its own second encoding among all second encodings. "
+              f"Chance {p['chance_top1']:.4f}; the original work reported 0.64 on 1,086 songs.", "",
+              _table(["method", "top-1", "MRR"], [[n, _get(methods[n], "protocol", "top1"), _get(methods[n], "protocol", "mrr")] for n in names if "protocol" in methods[n]]), ""]
+    if _any(methods, "excerpt"):
+        e = _first_with(methods, "excerpt")
+        L += ["## 2. Excerpt retrieval", "",
+              f"Index the first half (n // 2 phrases) of each song, query with each phrase of its second half: "
+              f"{e['n_index']:,} indexed phrases of {e['n_songs']:,} songs, {e['n_queries']:,} queries. A song's distance is "
+              f"the minimum over its indexed phrases. Chance Hit@1 {e['chance_hit1']:.4f}.", "",
+              _table(["method", "Hit@1", "Hit@10", "MRR"], [[n] + [_get(methods[n], "excerpt", k) for k in ("hit@1", "hit@10", "mrr")] for n in names if "excerpt" in methods[n]]), ""]
+    if _any(methods, "robustness"):
+        r0 = _first_with(methods, "robustness")
+        L += ["## 3. Robustness", "",
+              f"Every phrase indexed ({r0['n_index']:,}); {r0['n_sampled']:,} sampled phrases altered and used as queries. "
+              "Song: the right song ranks first (min distance over its phrases). Phrase: the original phrase "
+              "(or an exact copy of it) ranks first. *any-key*: the query's 12 transpositions are searched and each "
+              f"candidate keeps its best distance (on the first {r0.get('transpose_up_2/n_anykey', 0):,} queries). Queries per alteration (after skipping unchanged ones): "
+              + ", ".join(f"{a} {r0.get(a + '/n', 0):,}" for a in ALTERATION_ORDER if a + "/n" in r0) + ".", ""]
+        header = ["method"]
+        for a in ALTERATION_ORDER:
+            if a + "/n" in r0:
+                header += [f"{a} song", f"{a} phrase"]
+                if a + "/song_hit1_anykey" in r0:
+                    header += [f"{a} song any-key", f"{a} phrase any-key"]
+        rows = []
+        for n in names:
+            rob = methods[n].get("robustness")
+            if not rob:
+                continue
+            row = [n]
+            for a in ALTERATION_ORDER:
+                if a + "/n" in r0:
+                    row += [rob.get(a + "/song_hit1"), rob.get(a + "/phrase_hit1")]
+                    if a + "/song_hit1_anykey" in r0:
+                        row += [rob.get(a + "/song_hit1_anykey"), rob.get(a + "/phrase_hit1_anykey")]
+            rows.append(row)
+        L += [_table(header, rows), ""]
+    if _any(methods, "genre"):
+        g = _first_with(methods, "genre")
+        if "balanced_knn_accuracy" in g:
+            L += ["## 4. Genre consistency", "",
+                  f"Song vectors (mean of the phrase vectors; unit vectors first for cosine) of the {g['n_songs']:,} evaluated songs "
+                  f"with exactly one AllMusic genre ({g['n_genres']} genres). Leave-one-out 10-NN with an expected vote "
+                  f"(ties shared), balanced accuracy first: chance {g['chance_balanced']:.3f}; the majority class is "
+                  f"{g['majority_rate']:.0%} of the songs, so plain precision@10 rewards any embedding "
+                  f"(chance precision@10 {g['chance_precision@10']:.3f}).", "",
+                  _table(["method", "balanced 10-NN accuracy", "precision@10", "10-NN accuracy"],
+                         [[n] + [_get(methods[n], "genre", k) for k in ("balanced_knn_accuracy", "precision@10", "knn_accuracy")] for n in names if "genre" in methods[n]]), ""]
+        else:
+            L += ["## 4. Genre consistency", "", f"Skipped: {g.get('skipped')} ({g.get('n_songs')} labelled songs).", ""]
+    rec = m.get("reconstruction") or {}
+    if rec:
+        L += ["## 5. Reconstruction", "",
+              f"{rec['n_phrases']:,} sampled phrases encoded (posterior mean), decoded and thresholded per track "
+              f"(thresholds {', '.join(_fmt(rec.get(f'threshold/{i}')) for i in range(N_TRACKS))}); cell-level scores. "
+              f"{rec['n_samples']:,} samples decoded from z ~ N(0, I).", "",
+              _table(["track", "precision", "recall", "F1"],
+                     [[t, rec.get(f"recon/precision/{t}"), rec.get(f"recon/recall/{t}"), rec.get(f"recon/f1/{t}")] for t in (*TRACK_NAMES, "all")]),
+              "", "MuseGAN's statistics (EB empty-bar rate, UPC used pitch classes per bar, QN qualified-note rate, "
+              "DP drum-pattern rate, TD tonal distance; definitions in `midivae/evaluate/musegan.py`):", ""]
+        keys = [k.split("/", 1)[1] for k in rec if k.startswith("real/")]
+        L += [_table(["statistic", "real", "reconstruction", "sample"],
+                     [[k, rec.get(f"real/{k}"), rec.get(f"reconstruction/{k}"), rec.get(f"sample/{k}")] for k in keys]), ""]
+    elif "reconstruction" in cfg.get("tasks", ()):
+        L += ["## 5. Reconstruction", "", "Not run: no model was evaluated.", ""]
+    if _any(methods, "versions"):
+        v = _first_with(methods, "versions")
+        L += ["## 6. Version identification", "",
+              f"Folder: {m['versions']['source']}. {v['n_files']:,} files, {v['n_songs_with_versions']:,} songs with ≥ 2 versions, "
+              f"{v['n_queries']:,} queries; every other file is a candidate. Song-distance rule: the mean, over the query's "
+              f"phrases, of the distance to the candidate file's nearest phrase. Chance Hit@1 {v['chance_hit1']:.4f}.", "",
+              _table(["method", "Hit@1", "Hit@10", "MRR"], [[n] + [_get(methods[n], "versions", k) for k in ("hit@1", "hit@10", "mrr")] for n in names if "versions" in methods[n]]), ""]
+    if _any(methods, "cost"):
+        c = _first_with(methods, "cost")
+        L += ["## 7. Cost", "",
+              f"Encode rate over 512 phrases (batches of 256); query: one query at a time, exact brute-force distances to all "
+              f"{c['index_phrases']:,} phrases plus the song ranking, median of 20 (numpy/scipy on this CPU; raw and bag-of-bars "
+              "use sparse products).", "",
+              _table(["method", "dims", "bytes/phrase", "encode phrases/s", "query ms"],
+                     [[n] + [_get(methods[n], "cost", k) for k in ("dims", "bytes_per_phrase", "encode_phrases_per_s", "query_ms")] for n in names if "cost" in methods[n]]), ""]
+    pics = m.get("pictures") or {}
+    if pics:
+        L += ["## 8. Pictures", ""]
+        if pics.get("genre_map"):
+            L += [f"Song vectors of `{pics['method']}` projected on their first two principal axes, coloured by genre "
+                  "(grey: no single label).", "", f"![genre map]({pics['genre_map']})", ""]
+        if pics.get("queries"):
+            L += [f"Excerpt queries (left) beside the nearest phrase of their top-3 songs with `{pics['method']}` "
+                  "(a ✓ marks the query's own song).", "", f"![queries]({pics['queries']})", ""]
+    L += ["## Methods", ""] + [f"- `{n}` ({methods[n]['distance']}): {methods[n].get('notes', '')}" for n in names] + [""]
+    path = Path(out) / "report.md"
+    path.write_text("\n".join(L))
+    return path
+
+
+def _first(methods: dict) -> dict:
+    return next(iter(methods.values()), {})
+
+
+def _any(methods: dict, key: str) -> bool:
+    return any(key in r for r in methods.values())
+
+
+def _first_with(methods: dict, key: str) -> dict:
+    return next(r[key] for r in methods.values() if key in r)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, seed: int = 0, n_queries: int = 3) -> dict:
+    """The genre map, query/hit pianorolls and the excerpt bar chart; returns their file names."""
+    from midivae.evaluate import tasks as T
+    from midivae.evaluate.metrics import group_min, pairwise, prepare
+
+    out = Path(out)
+    primary = next((m for m in methods if m.kind == "model"), None) or next((m for m in methods if m.name == "bag_of_bars"), methods[0])
+    vecs = vectors_of[primary.name]
+    result = {"method": primary.name}
+    plt = _pyplot()
+
+    # genre map
+    sv = T.song_vectors(flat, vecs, primary.distance)
+    sv = sv.toarray() if hasattr(sv, "toarray") else np.asarray(sv)
+    if len(sv) >= 3:
+        centred = sv - sv.mean(axis=0)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        xy = u[:, :2] * s[:2]
+        fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+        g = [labels.get(s_.song_id) for s_ in songs]
+        ax.scatter(xy[[x is None for x in g], 0], xy[[x is None for x in g], 1], s=8, c="#cccccc", label="no single label")
+        cmap = plt.get_cmap("tab20")
+        for i, genre in enumerate(sorted({x for x in g if x})):
+            sel = [x == genre for x in g]
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=18, color=cmap(i % 20), label=f"{genre} ({sum(sel)})")
+        ax.set_title(f"song vectors of {primary.name}, PCA 2-D")
+        ax.legend(fontsize="x-small", loc="best", framealpha=0.8)
+        fig.tight_layout()
+        fig.savefig(out / GENRE_MAP)
+        plt.close(fig)
+        result["genre_map"] = GENRE_MAP
+
+    # queries beside their top hits (excerpt setting)
+    index_rows, query_rows = T.excerpt_split(flat, len(songs))
+    if len(query_rows) >= n_queries:
+        rng = np.random.default_rng(seed)
+        picks = np.sort(rng.choice(len(query_rows), size=n_queries, replace=False))
+        x = prepare(vecs[index_rows], primary.distance)
+        q = prepare(vecs[query_rows[picks]], primary.distance)
+        d = pairwise(q, x)
+        groups, starts = np.unique(flat.song[index_rows], return_index=True)
+        sd = group_min(d, starts)
+        fig, axes = plt.subplots(n_queries, 4, figsize=(16, 2.6 * n_queries), dpi=90, squeeze=False)
+        for i in range(n_queries):
+            qrow = query_rows[picks[i]]
+            cells = [(T.unpack(flat.packed[[qrow]])[0], f"query: {songs[flat.song[qrow]].song_id} bar {flat.bar_offsets[qrow]}")]
+            for rank, gi in enumerate(np.argsort(sd[i])[:3]):
+                cols = np.arange(starts[gi], starts[gi + 1] if gi + 1 < len(starts) else len(index_rows))
+                best = index_rows[cols[np.argmin(d[i, cols])]]
+                song = groups[gi]
+                mark = " ✓" if song == flat.song[qrow] else ""
+                cells.append((T.unpack(flat.packed[[best]])[0], f"#{rank + 1} {songs[song].song_id} bar {flat.bar_offsets[best]}{mark}"))
+            for j, (ph, title) in enumerate(cells):
+                ax = axes[i, j]
+                ax.imshow(_rgb(ph.reshape(-1, N_PITCHES, N_TRACKS)), origin="lower", aspect="auto", interpolation="nearest")
+                ax.set_title(title, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.tight_layout()
+        fig.savefig(out / QUERIES)
+        plt.close(fig)
+        result["queries"] = QUERIES
+
+    return result
+
+
+def excerpt_bars(out: Path, methods: dict) -> str | None:
+    names = [n for n in methods if "excerpt" in methods[n]]
+    if not names:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    x = np.arange(len(names))
+    for off, key in ((-0.2, "hit@1"), (0.2, "mrr")):
+        ax.bar(x + off, [methods[n]["excerpt"][key] for n in names], width=0.4, label=key)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("excerpt retrieval")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(Path(out) / EXCERPT_BARS)
+    plt.close(fig)
+    return EXCERPT_BARS

@@ -1,0 +1,212 @@
+"""The whole evaluation: load the songs, build every embedding, run every task, write the report.
+
+``run_evaluation(EvalConfig(...))`` is what ``midivae evaluate`` calls. Each method's phrase
+vectors are computed once and shared by the tasks; the altered robustness queries are built
+once and shared by the methods.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from midivae.errors import CheckpointError, MidiVaeError
+from midivae.evaluate import tasks as T
+from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embedding
+from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
+from midivae.evaluate.embedding import Embedding
+
+TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
+DEFAULT_LATENT_DIM = 64
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything one evaluation run depends on (saved in metrics.json)."""
+
+    data: Path
+    out: Path
+    checkpoint: str | None = None  # None: the shipped model when there is one
+    use_model: bool = True
+    tasks: tuple[str, ...] = TASKS
+    baselines: tuple[str, ...] = BASELINE_NAMES
+    max_songs: int | None = None
+    max_fit_songs: int = 200
+    fit_data: Path | None = None
+    versions_csv: Path | None = None
+    versions_dir: Path | None = None
+    versioned_songs: int = 100
+    labels_dir: Path | None = None
+    protocol_songs: int = T.ORIGINAL_PROTOCOL_SONGS
+    robustness_queries: int = 1000
+    any_key_queries: int = T.ANY_KEY_QUERIES
+    reconstruction_phrases: int = 1000
+    latent_dim: int = DEFAULT_LATENT_DIM  # for PCA / random when no model is evaluated
+    seed: int = 0
+    command: str = ""
+    extra_models: tuple[str, ...] = field(default=())
+
+
+def cpu_flags() -> dict[str, bool]:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        flags = []
+    return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags}
+
+
+def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[Embedding], list, str]:
+    """The model rows (shipped or --checkpoint, plus extras) and the loaded model objects."""
+    if not cfg.use_model:
+        return [], [], "model not evaluated (--no-model)"
+    try:
+        from midivae.model.api import load_model
+    except ImportError as exc:
+        if cfg.checkpoint:
+            raise CheckpointError(f"cannot load {cfg.checkpoint}: model API unavailable ({exc})") from None
+        return [], [], f"model API unavailable ({exc})"
+    rows, models = [], []
+    paths = [cfg.checkpoint] + list(cfg.extra_models)
+    for i, path in enumerate(paths):
+        try:
+            model = load_model(path)
+        except MidiVaeError as exc:
+            if path is None:
+                return [], [], f"no shipped model ({exc})"
+            raise
+        except Exception as exc:  # a model package still being written must not stop the baselines
+            if path is None:
+                return [], [], f"shipped model failed to load ({type(exc).__name__}: {exc})"
+            raise CheckpointError(f"cannot load {path}: {exc}") from exc
+        name = "model" if i == 0 else f"model_{Path(str(path)).name}"
+        rows.append(model_embedding(model, name))
+        models.append(model)
+        log(f"model {name}: latent {model.latent_dim}, checkpoint {getattr(model, 'checkpoint_id', '?')}")
+    return rows, models, ""
+
+
+def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Run the evaluation and write report.md, metrics.json and PNGs under ``cfg.out``."""
+    from midivae.evaluate import report
+    from midivae.evaluate.labels import single_genre_labels
+
+    t_start = time.perf_counter()
+    unknown = [t for t in cfg.tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed)
+    songs = data.test
+    flat = flatten(songs)
+    log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
+
+    model_rows, models, model_note = load_model_rows(cfg, log)
+    if model_note:
+        log(model_note)
+    dims = int(models[0].latent_dim) if models else cfg.latent_dim
+    t0 = time.perf_counter()
+    methods = model_rows + make_baselines(data.fit, dims, cfg.baselines, cfg.seed)
+    log(f"baselines ready ({time.perf_counter() - t0:.1f} s)")
+
+    labels = single_genre_labels([s.song_id for s in songs], cfg.labels_dir) if "genre" in cfg.tasks else {}
+    queries = T.altered_queries(songs, cfg.robustness_queries, seed=cfg.seed) if "robustness" in cfg.tasks else None
+    versions, versions_note = _versions(cfg, songs, log) if "versions" in cfg.tasks else (None, "")
+
+    results: dict[str, dict] = {}
+    vectors_of: dict[str, object] = {}
+    for emb in methods:
+        t_m = time.perf_counter()
+        r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta}
+        vecs = T.embed_flat(emb, flat)
+        vectors_of[emb.name] = vecs
+        if "protocol" in cfg.tasks:
+            r["protocol"] = T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed)
+        if "excerpt" in cfg.tasks:
+            r["excerpt"] = T.excerpt_retrieval(songs, emb, vectors=vecs)
+        if queries is not None:
+            r["robustness"] = T.robustness(songs, emb, queries=queries, vectors=vecs, seed=cfg.seed,
+                                           any_key_queries=cfg.any_key_queries)
+        if "genre" in cfg.tasks:
+            r["genre"] = T.genre_consistency(songs, emb, labels=labels, vectors=_song_subset_vectors(songs, vecs, labels))
+        if versions is not None:
+            r["versions"] = T.version_identification(versions, emb)
+        if "cost" in cfg.tasks:
+            r["cost"] = T.cost(songs, emb, vectors=vecs, seed=cfg.seed)
+        r["seconds"] = time.perf_counter() - t_m
+        results[emb.name] = r
+        log(f"{emb.name}: done in {r['seconds']:.1f} s")
+
+    recon = {}
+    if "reconstruction" in cfg.tasks and models:
+        t0 = time.perf_counter()
+        recon = T.reconstruction(songs, models[0], n_phrases=cfg.reconstruction_phrases,
+                                 n_samples=cfg.reconstruction_phrases, seed=cfg.seed)
+        log(f"reconstruction: {time.perf_counter() - t0:.1f} s")
+
+    metrics = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "data": {"source": data.source, "split_rule": data.split_rule, "n_songs": len(songs),
+                 "n_phrases": len(flat), "n_fit_songs": len(data.fit), "skipped_files": len(data.skipped),
+                 "n_labelled_songs": len(labels)},
+        "model": {"evaluated": bool(models), "note": model_note,
+                  "checkpoint_id": str(getattr(models[0], "checkpoint_id", "")) if models else "",
+                  "latent_dim": dims},
+        "versions": {"source": versions_note},
+        "methods": results,
+        "reconstruction": recon,
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_flags()},
+    }
+    if "pictures" in cfg.tasks:
+        metrics["pictures"] = report.pictures(out, songs, flat, methods, vectors_of, labels, seed=cfg.seed)
+    metrics["seconds_total"] = time.perf_counter() - t_start
+    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False))
+    report.write_report(out, metrics)
+    log(f"wrote {out / 'report.md'} ({metrics['seconds_total']:.0f} s)")
+    return metrics
+
+
+def _song_subset_vectors(songs, vecs, labels):
+    """Rows of ``vecs`` for the labelled songs only (genre_consistency filters songs the same way)."""
+    keep = np.concatenate([np.full(len(s), s.song_id in labels) for s in songs]) if songs else np.zeros(0, bool)
+    return vecs[np.nonzero(keep)[0]]
+
+
+def _versions(cfg: EvalConfig, songs, log):
+    from midivae.evaluate.versions import load_versions, make_version_folder
+
+    if cfg.versions_csv is not None:
+        folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
+        vs = load_versions(folder, Path(cfg.versions_csv))
+        note = f"{folder} with {cfg.versions_csv}"
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
+        chosen = pick(songs, None, cfg.seed)
+        csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed)
+        vs = load_versions(tmp, csv_path)
+        note = (f"generated: every evaluated song written as MIDI; the first {min(cfg.versioned_songs, len(songs))} "
+                "also as an independently altered re-rendering (see versions.py); the rest are distractors")
+    log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
+    return vs, note
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return None if not np.isfinite(v) else v
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
