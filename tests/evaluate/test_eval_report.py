@@ -11,7 +11,8 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
     out = tmp_path / "report"
     cfg = EvalConfig(data=lpd_dir, out=out, use_model=False, max_songs=10, max_fit_songs=4,
                      robustness_queries=40, any_key_queries=10, versioned_songs=4, latent_dim=8,
-                     protocol_songs=10, command="midivae evaluate (test)")
+                     protocol_songs=10, command="midivae evaluate (test)",
+                     report_path=tmp_path / "docs" / "evaluation.md")
     m = run_evaluation(cfg)
     text = (out / "report.md").read_text()
     for heading in ("## Summary", "## 1. Original protocol", "## 2. Excerpt retrieval", "## 3. Robustness",
@@ -19,6 +20,8 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
         assert heading in text
     for png in ("genre_map.png", "queries.png", "excerpt.png"):
         assert (out / png).stat().st_size > 1000
+    doc = (tmp_path / "docs" / "evaluation.md").read_text()
+    assert "](../report/genre_map.png)" in doc and "](genre_map.png)" in text
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["methods"]) == {"raw", "raw_cosine", "chroma", "pca", "bag_of_bars", "bag_of_bars_pca", "random"}
     assert saved["data"]["n_songs"] == 10

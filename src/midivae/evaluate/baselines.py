@@ -182,8 +182,11 @@ def model_embedding(model, name: str = "model", distance: str | None = None) -> 
     dist = distance or getattr(model, "distance", None) or "euclidean"
     dims = int(model.latent_dim)
 
+    encode_mean = getattr(model, "encode_mean", None)
+
     def embed(phrases: np.ndarray) -> np.ndarray:
-        mu, _ = model.encode(np.asarray(phrases, dtype=bool))
+        phrases = np.asarray(phrases, dtype=bool)
+        mu = encode_mean(phrases) if encode_mean is not None else model.encode(phrases)[0]
         return np.asarray(mu, dtype=np.float32)
 
     def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -81,7 +81,14 @@ def _worst_song_hit(rob: dict) -> float | None:
     return min(vals) if vals else None
 
 
-def write_report(out: Path, m: dict) -> Path:
+def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
+    """Write the markdown report to ``path`` (default OUT/report.md); picture links are made
+    relative to wherever the report lives."""
+    import os
+
+    path = Path(path) if path is not None else Path(out) / "report.md"
+    rel = os.path.relpath(Path(out), path.parent)
+    prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
     methods: dict = m["methods"]
     names = list(methods)
     cfg, data = m["config"], m["data"]
@@ -115,7 +122,7 @@ def write_report(out: Path, m: dict) -> Path:
           "\\* lowest song Hit@1 over the five alterations, the transpositions searched with `--any-key`.", ""]
     bars = excerpt_bars(out, methods)
     if bars:
-        L += [f"![excerpt retrieval]({bars})", ""]
+        L += [f"![excerpt retrieval]({prefix}{bars})", ""]
 
     if _any(methods, "protocol"):
         p = _first_with(methods, "protocol")
@@ -207,12 +214,12 @@ def write_report(out: Path, m: dict) -> Path:
         L += ["## 8. Pictures", ""]
         if pics.get("genre_map"):
             L += [f"Song vectors of `{pics['method']}` projected on their first two principal axes, coloured by genre "
-                  "(grey: no single label).", "", f"![genre map]({pics['genre_map']})", ""]
+                  "(grey: no single label).", "", f"![genre map]({prefix}{pics['genre_map']})", ""]
         if pics.get("queries"):
             L += [f"Excerpt queries (left) beside the nearest phrase of their top-3 songs with `{pics['method']}` "
-                  "(a ✓ marks the query's own song).", "", f"![queries]({pics['queries']})", ""]
+                  "(a ✓ marks the query's own song).", "", f"![queries]({prefix}{pics['queries']})", ""]
     L += ["## Methods", ""] + [f"- `{n}` ({methods[n]['distance']}): {methods[n].get('notes', '')}" for n in names] + [""]
-    path = Path(out) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L))
     return path
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,7 @@ class EvalConfig:
     latent_dim: int = DEFAULT_LATENT_DIM  # for PCA / random when no model is evaluated
     seed: int = 0
     command: str = ""
+    report_path: Path | None = None  # also write the markdown here (links relative to it)
     extra_models: tuple[str, ...] = field(default=())
 
 
@@ -118,7 +120,20 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None)
 
     labels = single_genre_labels([s.song_id for s in songs], cfg.labels_dir) if "genre" in cfg.tasks else {}
     queries = T.altered_queries(songs, cfg.robustness_queries, seed=cfg.seed) if "robustness" in cfg.tasks else None
-    versions, versions_note = _versions(cfg, songs, log) if "versions" in cfg.tasks else (None, "")
+    tmp_dirs: list[Path] = []
+    versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
+    try:
+        return _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries,
+                            versions, versions_note, t_start, log)
+    finally:
+        for d in tmp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries, versions,
+                 versions_note, t_start, log) -> dict:
+    from midivae.evaluate import report
+
 
     results: dict[str, dict] = {}
     vectors_of: dict[str, object] = {}
@@ -169,6 +184,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None)
     metrics["seconds_total"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False))
     report.write_report(out, metrics)
+    if cfg.report_path is not None:
+        report.write_report(out, metrics, Path(cfg.report_path))
     log(f"wrote {out / 'report.md'} ({metrics['seconds_total']:.0f} s)")
     return metrics
 
@@ -179,7 +196,7 @@ def _song_subset_vectors(songs, vecs, labels):
     return vecs[np.nonzero(keep)[0]]
 
 
-def _versions(cfg: EvalConfig, songs, log):
+def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
     from midivae.evaluate.versions import load_versions, make_version_folder
 
     if cfg.versions_csv is not None:
@@ -188,6 +205,7 @@ def _versions(cfg: EvalConfig, songs, log):
         note = f"{folder} with {cfg.versions_csv}"
     else:
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
+        tmp_dirs.append(tmp)
         chosen = pick(songs, None, cfg.seed)
         csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed)
         vs = load_versions(tmp, csv_path)
