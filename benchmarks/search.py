@@ -133,7 +133,7 @@ def scale(sizes: list[int], kinds: list[str], dim: int, real: np.ndarray | None,
             faiss.omp_set_num_threads(1)  # single queries: no thread hand-off
             ms = timed(lambda i: exact.search(queries[i : i + 1], 10), n_queries)
             _, truth = exact.search(queries, 10)
-            row(f"query latency, exact (flat L2), {kind}", f"{n:,} x {d}", *pct(ms), "recall@10 = 1")
+            row(f"query latency, exact (brute force L2), {kind}", f"{n:,} x {d}", *pct(ms), "recall@10 = 1")
             del exact
 
             tag = "gauss" if kind == "gaussian" else "real"

@@ -6,6 +6,9 @@ compaction drops. Vectors live in *slots*, append-only positions that are also t
 ``slot_ids`` maps them to the caller's stable int64 ids. The exact kind compacts on every removal
 (a memcpy), the approximate kinds once tombstones pass ``compact_fraction``.
 
+Exact search is our own blocked BLAS brute force (2.5x faster than IndexFlat here, vectors
+stored once); FAISS serves the approximate kinds.
+
 Metrics: ``cosine`` (vectors L2-normalised, inner product; distance = 1 - cos, in [0, 2]) and
 ``l2`` (Euclidean distance, not squared).
 """
@@ -78,6 +81,7 @@ class FaissIndex:
         self._lookup: tuple[np.ndarray, np.ndarray] | None = None  # sorted live ids, their slots
         self._bitmap: np.ndarray | None = None
         self._selector: faiss.IDSelector | None = None
+        self._sq_norms: np.ndarray | None = None  # exact L2: squared norms of the stored vectors
 
     # ---- size and ids -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -146,7 +150,8 @@ class FaissIndex:
         self._alive = np.ones(self._slot_ids.size, dtype=bool)
         self._faiss = None
         self._invalidate()
-        if self._slot_ids.size:
+        self._sq_norms = None
+        if self._slot_ids.size and self.spec.kind != "exact":
             self._faiss = self._new_faiss(self._slot_ids.size)
             if not self._faiss.is_trained:
                 self._faiss.train(self._vectors)
@@ -171,14 +176,15 @@ class FaissIndex:
             return
         if self.metric == "cosine":
             vectors = normalise(vectors)
-        first_build = self._faiss is None
+        first_build = self._faiss is None and self.spec.kind != "exact"
         self._vectors = np.concatenate([self._vectors, vectors])
         self._slot_ids = np.concatenate([self._slot_ids, ids])
         self._alive = np.concatenate([self._alive, np.ones(ids.size, dtype=bool)])
         self._invalidate()
+        self._sq_norms = None
         if first_build:
             self._rebuild()
-        else:
+        elif self._faiss is not None:
             self._faiss.add(vectors)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -217,12 +223,14 @@ class FaissIndex:
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise VectorIndexError(f"query vectors must have shape (n, {self.dim}), got {vectors.shape}")
         n = vectors.shape[0]
-        if self._faiss is None or len(self) == 0 or k <= 0:
+        if len(self) == 0 or k <= 0:
             return np.full((n, max(k, 0)), np.inf, dtype=np.float32), np.full((n, max(k, 0)), -1, np.int64)
         if self.metric == "cosine":
             vectors = normalise(vectors)
-        params = self._params(ef_search, nprobe)
-        raw, slots = self._faiss.search(vectors, k, params=params)
+        if self.spec.kind == "exact":
+            raw, slots = self._exact_search(vectors, k)
+        else:
+            raw, slots = self._faiss.search(vectors, k, params=self._params(ef_search, nprobe))
         missing = slots < 0
         ids = np.where(missing, -1, self._slot_ids[np.maximum(slots, 0)])
         if self.metric == "cosine":
@@ -231,6 +239,53 @@ class FaissIndex:
             dist = np.sqrt(np.maximum(raw, 0.0))
         dist = np.where(missing, np.inf, dist).astype(np.float32)
         return dist, ids
+
+    def _exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Brute force as blocked matrix products (BLAS) with a running top-k.
+
+        Faster here than FAISS's flat index (measured 2.5x on 24 queries x 38k x 128), and the
+        vectors are stored once. Returns FAISS conventions: similarity for cosine (larger is
+        nearer), squared L2 otherwise; all slots are live (exact compacts on every removal).
+        """
+        base = self._vectors
+        n, nq = base.shape[0], queries.shape[0]
+        kk = min(k, n)
+        sign = -1.0 if self.metric == "cosine" else 1.0  # select smallest of sign * score
+        if self.metric == "l2" and self._sq_norms is None:
+            self._sq_norms = np.einsum("ij,ij->i", base, base)
+        block = max(4096, (1 << 24) // max(nq, 1))
+        best_s = np.empty((nq, 0), dtype=np.float32)
+        best_i = np.empty((nq, 0), dtype=np.int64)
+        for start in range(0, n, block):
+            part = base[start : start + block]
+            prod = queries @ part.T
+            if self.metric == "l2":
+                score = self._sq_norms[start : start + block][None, :] - 2.0 * prod
+            else:
+                score = -prod
+            cand_s = np.concatenate([best_s, score], axis=1)
+            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + part.shape[0]), score.shape)], axis=1)
+            if cand_s.shape[1] > kk:
+                top = np.argpartition(cand_s, kk - 1, axis=1)[:, :kk]
+                cand_s = np.take_along_axis(cand_s, top, 1)
+                cand_i = np.take_along_axis(cand_i, top, 1)
+            best_s, best_i = cand_s, cand_i
+        order = np.argsort(best_s, axis=1, kind="stable")
+        best_s = np.take_along_axis(best_s, order, 1)
+        best_i = np.take_along_axis(best_i, order, 1)
+        if self.metric == "l2":  # exact differences for the k winners (the expansion cancels near 0)
+            diff = base[best_i] - queries[:, None, :]
+            best_s = np.einsum("qkd,qkd->qk", diff, diff)
+            order = np.argsort(best_s, axis=1, kind="stable")
+            best_s = np.take_along_axis(best_s, order, 1)
+            best_i = np.take_along_axis(best_i, order, 1)
+        else:
+            best_s = -best_s
+        if kk < k:
+            pad = k - kk
+            best_s = np.pad(best_s, ((0, 0), (0, pad)), constant_values=np.nan)
+            best_i = np.pad(best_i, ((0, 0), (0, pad)), constant_values=-1)
+        return best_s.astype(np.float32), best_i
 
     def distances_to(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact distances ``(n_queries, len(ids))`` from queries to stored vectors (for re-ranking)."""
