@@ -413,16 +413,17 @@ def _run(
         }
         state["elapsed_s"] += time.perf_counter() - t_val
         state["history"].append(row)
+        # best/ holds the lowest validation loss seen, a partial epoch's (time budget) included;
+        # early stopping counts complete epochs only.
         improved = row["val_loss"] < state["best_val_loss"]
+        if improved:
+            state["best_val_loss"], state["best_epoch"] = row["val_loss"], epoch + 1
         if partial:
             stopped = "time budget"
         else:
             state["epoch"], state["next_batch"] = epoch + 1, 0
             state["running"], state["running_n"] = {}, 0
-            if improved:
-                state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = row["val_loss"], epoch + 1, 0
-            else:
-                state["bad_epochs"] += 1
+            state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
             if state["epoch"] >= cfg.epochs:
                 stopped = "epochs"
             elif cfg.patience and state["bad_epochs"] >= cfg.patience:
@@ -430,7 +431,7 @@ def _run(
             elif state["elapsed_s"] >= budget_s:
                 stopped = "time budget"
         metrics = {k2: v for k2, v in row.items() if isinstance(v, (int, float))}
-        if improved and not partial or not (out / BEST / ckpt.CONFIG_FILE).exists():
+        if improved or not (out / BEST / ckpt.CONFIG_FILE).exists():
             ckpt.save_checkpoint(out / BEST, model, cfg, epoch=epoch + 1, metrics=metrics, thresholds=list(thresholds))
         state["stopped"] = stopped
         last_id = ckpt.save_checkpoint(
@@ -439,7 +440,7 @@ def _run(
         )
         _write_history(out, state["history"])
         if verbose:
-            _print_row(row, improved and not partial)
+            _print_row(row, improved)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
         run_dir=out,
