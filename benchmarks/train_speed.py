@@ -157,6 +157,8 @@ def main() -> None:
     api = Model(ReferenceVAE(config))
     rows.append(("midivae Model.encode (numpy bool in, float32 out), batch 256", "encode",
                  *timed(lambda: api.encode(phrases), len(phrases), 2, args.threads)))
+    rows.append(("midivae Model.encode_mean (posterior mean only, for the index), batch 256", "encode",
+                 *timed(lambda: api.encode_mean(phrases), len(phrases), 2, args.threads)))
     plain = PlainVAE(config).eval()
 
     def plain_encode():
