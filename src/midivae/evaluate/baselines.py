@@ -27,9 +27,17 @@ def _flat(phrases: np.ndarray) -> np.ndarray:
     return np.asarray(phrases, dtype=bool).reshape(len(phrases), -1)
 
 
+def bool_csr(rows: np.ndarray) -> sp.csr_matrix:
+    """A 2-D bool array as a float32 CSR of ones, built from its on cells (no dense float copy)."""
+    r, c = np.nonzero(rows)
+    indptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=rows.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((np.ones(len(c), np.float32), c.astype(np.int32), indptr), shape=rows.shape)
+
+
 def raw_vectors(phrases: np.ndarray) -> sp.csr_matrix:
     """The flattened binary phrase (80,640 columns) as a float32 CSR matrix."""
-    return sp.csr_matrix(_flat(phrases), dtype=np.float32)
+    return bool_csr(_flat(phrases))
 
 
 def chroma_vectors(phrases: np.ndarray) -> np.ndarray:
@@ -49,7 +57,7 @@ def chroma_vectors(phrases: np.ndarray) -> np.ndarray:
 def bag_of_bars_vectors(phrases: np.ndarray) -> sp.csr_matrix:
     """Sum of the phrase's 4 per-bar unit vectors (20,160 columns): blind to which bar is first."""
     bars = np.asarray(phrases, dtype=bool).reshape(len(phrases) * BARS_PER_PHRASE, BAR_CELLS)
-    m = sp.csr_matrix(bars, dtype=np.float32)
+    m = bool_csr(bars)
     norms = np.sqrt(np.asarray(m.sum(axis=1), dtype=np.float64).ravel())  # binary: |b|^2 = nnz
     m = sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)) @ m
     fold = sp.kron(sp.eye(len(phrases), dtype=np.float32), np.ones((1, BARS_PER_PHRASE), np.float32), format="csr")
@@ -77,7 +85,7 @@ class PCA:
 
 
 def fit_pca(
-    x: np.ndarray | sp.spmatrix, k: int, n_iter: int = 3, oversample: int = 10, max_rows: int = 4000, seed: int = 0
+    x: np.ndarray | sp.spmatrix, k: int, n_iter: int = 3, oversample: int = 10, max_rows: int = 2000, seed: int = 0
 ) -> PCA:
     """PCA through the centred Gram matrix of at most ``max_rows`` rows (dual PCA).
 
