@@ -81,6 +81,55 @@ def _worst_song_hit(rob: dict) -> float | None:
     return min(vals) if vals else None
 
 
+def check_targets(m: dict, model: str = "model") -> list[dict]:
+    """Issue 5's targets for a model row, each with the measured value and whether it is met."""
+    methods = m["methods"]
+    if model not in methods:
+        return []
+    r = methods[model]
+    base = {n: v for n, v in methods.items() if v.get("kind") == "baseline" and n != "random"}
+    out: list[dict] = []
+
+    def add(name, value, ok, note=""):
+        out.append({"target": name, "value": value, "met": None if value is None or ok is None else bool(ok), "note": note})
+
+    p = _get(r, "protocol", "top1")
+    add("original protocol top-1 ≥ 0.99", p, p is not None and p >= 0.99)
+    h, mrr = _get(r, "excerpt", "hit@1"), _get(r, "excerpt", "mrr")
+    add("excerpt Hit@1 ≥ 0.85", h, h is not None and h >= 0.85)
+    add("excerpt MRR ≥ 0.90", mrr, mrr is not None and mrr >= 0.90)
+    bob = _get(methods, "bag_of_bars", "excerpt", "hit@1")
+    if bob is not None and h is not None:
+        add("excerpt Hit@1 above bag_of_bars (DESIGN.md)", h, h > bob, f"bag_of_bars {bob:.3f}")
+    rob = r.get("robustness", {})
+    if rob:
+        w = _worst_song_hit(rob)
+        add("song Hit@1 ≥ 0.95 under every alteration (any-key for transpositions)", w, w is not None and w >= 0.95)
+        for key, thr in (("drop_20pct_notes", 0.95), ("shift_eighth", 0.95), ("piano_to_guitar", 0.90)):
+            v = rob.get(f"{key}/phrase_hit1")
+            add(f"{key}: altered phrase's original first ≥ {thr}", v, v is not None and v >= thr)
+    g = r.get("genre", {})
+    if "balanced_knn_accuracy" in g:
+        best_b = max((_get(v, "genre", "balanced_knn_accuracy") or 0.0) for v in base.values()) if base else 0.0
+        best_p = max((_get(v, "genre", "precision@10") or 0.0) for v in base.values()) if base else 0.0
+        add("genre balanced 10-NN above every baseline", g["balanced_knn_accuracy"], g["balanced_knn_accuracy"] > best_b,
+            f"best baseline {best_b:.3f}; {g.get('n_songs')} labelled songs")
+        add("genre precision@10 above every baseline", g["precision@10"], g["precision@10"] > best_p, f"best baseline {best_p:.3f}")
+    v = _get(r, "versions", "hit@1")
+    add("version identification Hit@1 ≥ 0.50", v, v is not None and v >= 0.50,
+        "on this run's version folder; the target is for real transcriptions among ~4,000 files")
+    rc = methods.get("raw_cosine", {})
+    if "excerpt" in rc and "cost" in rc and "cost" in r and h is not None:
+        better = h > rc["excerpt"]["hit@1"]
+        ratio_sparse = rc["cost"]["query_ms"] / r["cost"]["query_ms"]
+        dense = rc["cost"].get("query_ms_dense")
+        ratio_dense = dense / r["cost"]["query_ms"] if dense else None
+        add("excerpt Hit@1 above raw_cosine", h, better, f"raw_cosine {rc['excerpt']['hit@1']:.3f}")
+        add("query ≥ 1,000x cheaper than raw_cosine (dense scan)", ratio_dense, ratio_dense is not None and ratio_dense >= 1000,
+            f"x{ratio_sparse:.0f} against raw_cosine's sparse scan")
+    return out
+
+
 def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     """Write the markdown report to ``path`` (default OUT/report.md); picture links are made
     relative to wherever the report lives."""
@@ -120,6 +169,11 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     L += [_table(["method", "kind", "dims", "protocol top-1", "excerpt Hit@1", "excerpt MRR",
                   "robustness worst song Hit@1*", "genre balanced 10-NN", "versions Hit@1", "query ms"], rows), "",
           "\\* lowest song Hit@1 over the five alterations, the transpositions searched with `--any-key`.", ""]
+    targets = m.get("targets") or []
+    if targets:
+        L += ["### Targets (issue 5) for the model row", "",
+              _table(["target", "measured", "met", "note"],
+                     [[t["target"], t["value"], {True: "yes", False: "**no**", None: "–"}[t["met"]], t["note"]] for t in targets]), ""]
     bars = excerpt_bars(out, methods)
     if bars:
         L += [f"![excerpt retrieval]({prefix}{bars})", ""]

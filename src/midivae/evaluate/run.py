@@ -181,6 +181,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
     }
     if "pictures" in cfg.tasks:
         metrics["pictures"] = report.pictures(out, songs, flat, methods, vectors_of, labels, seed=cfg.seed)
+    metrics["targets"] = report.check_targets(metrics)
     metrics["seconds_total"] = time.perf_counter() - t_start
     (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False))
     report.write_report(out, metrics)
