@@ -353,6 +353,8 @@ def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, se
                 ax.set_title(title, fontsize=8)
                 ax.set_xticks([])
                 ax.set_yticks([])
+        fig.suptitle("  ".join(f"{n}: {c}" for n, c in zip(TRACK_NAMES, ("grey", "blue", "green", "red", "orange"))),
+                     fontsize=9)
         fig.tight_layout()
         fig.savefig(out / QUERIES)
         plt.close(fig)
