@@ -170,6 +170,7 @@ class EvalData:
     source: str
     split_rule: str
     skipped: tuple[str, ...] = ()
+    built_from: str = ""  # for a store: the folder its songs were ingested from (common parent)
 
 
 def load_folder(
@@ -230,7 +231,7 @@ def load_eval_data(
         else:
             fit = _load_fit(fit_data, max_fit_songs, seed)
             rule = f"test split of the store evaluated; baselines fit on {fit_data}"
-        ev = EvalData(test, fit, str(data), rule)
+        ev = EvalData(test, fit, str(data), rule, built_from=store_source_root(data))
     elif fit_data is not None:
         files = find_files(data, (".npz",)) or find_files(data, MIDI_SUFFIXES)
         test, skipped = load_files(pick(files, max_songs, seed))
@@ -241,6 +242,25 @@ def load_eval_data(
     if not ev.test:
         raise InvalidInputError(data, "no song with a non-empty phrase to evaluate")
     return ev
+
+
+def store_source_root(store_path: Path) -> str:
+    """The common parent folder of a store's song sources ('' when unknown), for the report's
+    regenerate command."""
+    import os
+
+    try:
+        from midivae.data.store import PhraseStore
+
+        store = PhraseStore.open(store_path)
+        paths = [s["source"] for s in store.songs() if s.get("source")]
+        if not paths:
+            return ""
+        root = os.path.commonpath(paths)
+        rel = os.path.relpath(root)
+        return rel if rel.count("..") <= 2 else root
+    except Exception:  # provenance is a nicety; never fail an evaluation on it
+        return ""
 
 
 def _load_fit(path: Path, max_songs: int, seed: int) -> list[SongPhrases]:

@@ -143,7 +143,8 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     cfg, data = m["config"], m["data"]
     L: list[str] = ["# midivae evaluation report", ""]
     if cfg.get("command"):
-        L += ["Regenerate with:", "", "```", cfg["command"], "```", ""]
+        ingest = f"midivae ingest {data['built_from']} --out {data['source']}\n" if data.get("built_from") else ""
+        L += ["Regenerate with:", "", "```", ingest + cfg["command"], "```", ""]
     L += [
         f"- Data: `{data['source']}` — {data['n_songs']:,} songs, {data['n_phrases']:,} phrases evaluated. "
         f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines).",

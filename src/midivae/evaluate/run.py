@@ -168,7 +168,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
 
     metrics = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "data": {"source": data.source, "split_rule": data.split_rule, "n_songs": len(songs),
+        "data": {"source": data.source, "built_from": data.built_from, "split_rule": data.split_rule, "n_songs": len(songs),
                  "n_phrases": len(flat), "n_fit_songs": len(data.fit), "skipped_files": len(data.skipped),
                  "n_labelled_songs": len(labels)},
         "model": {"evaluated": bool(models), "note": model_note,
