@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from midivae.evaluate import baselines
+from midivae.evaluate.data import load_eval_data
+from midivae.evaluate.labels import single_genre_labels
+
+
+def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path):
+    from midivae.data.ingest import ingest
+    from midivae.data.store import SplitConfig
+
+    files = sorted(lpd_dir.rglob("*.npz"))[:12]
+    src = tmp_path / "src"
+    for f in files:
+        dst = src / f.parent.name / f.name
+        dst.parent.mkdir(parents=True)
+        dst.symlink_to(f)
+    ingest([src], tmp_path / "store", workers=1, split=SplitConfig(validation=0.0, test=0.5))
+    ev = load_eval_data(tmp_path / "store", max_fit_songs=50)
+    test_ids = {s.song_id for s in ev.test}
+    fit_ids = {s.song_id for s in ev.fit}
+    assert test_ids and fit_ids and not (test_ids & fit_ids)
+    assert len(test_ids) + len(fit_ids) == len(files)
+    assert ev.built_from  # the folder the store was ingested from, for the regenerate command
+    s = ev.test[0]
+    assert s.phrases.shape[1:] == (4, 48, 84, 5) and np.all(np.diff(s.bar_offsets) > 0)
+
+
+def test_folder_split_by_hash_is_disjoint_and_stable(lpd_dir):
+    a = load_eval_data(lpd_dir, max_songs=5, max_fit_songs=3)
+    b = load_eval_data(lpd_dir, max_songs=5, max_fit_songs=3)
+    assert [s.song_id for s in a.test] == [s.song_id for s in b.test]
+    assert not ({s.song_id for s in a.test} & {s.song_id for s in a.fit})
+
+
+def test_single_genre_labels(tmp_path):
+    amg = tmp_path / "lpd5" / "labels" / "amg"
+    amg.mkdir(parents=True)
+    (amg / "id_list_Jazz.txt").write_text("TRAAAAA128F0000001\nTRAAAAA128F0000002\n")
+    (amg / "id_list_Pop_Rock.txt").write_text("TRAAAAA128F0000002\nTRAAAAA128F0000003\n")
+    (tmp_path / "lpd5" / "cleansed_ids.txt").write_text("0123456789abcdef0123456789abcdef    TRAAAAA128F0000003\n")
+    labels = single_genre_labels(["TRAAAAA128F0000001", "TRAAAAA128F0000002", "x/0123456789abcdef0123456789abcdef", "other"], amg)
+    assert labels == {"TRAAAAA128F0000001": "Jazz", "x/0123456789abcdef0123456789abcdef": "Pop/Rock"}
+
+
+def test_pca_matches_exact_pca_on_small_data():
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 500)) < 0.05).astype(np.float64)
+    x[:, :10] += rng.random((300, 1)) < 0.5  # a strong shared direction
+    p = baselines.fit_pca(sp.csr_matrix(x), 8, max_rows=1000)
+    xc = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    assert p.explained_variance_ratio == pytest.approx((s[:8] ** 2).sum() / (s**2).sum(), rel=0.05)
+    overlap = np.linalg.svd(vt[:4] @ p.components[:4].T.astype(np.float64))[1]
+    assert overlap.min() > 0.99
+    proj = p.transform(sp.csr_matrix(x))
+    assert np.allclose(proj, xc @ p.components.T.astype(np.float64), atol=1e-3)
+
+
+def test_bag_of_bars_ignores_bar_order():
+    rng = np.random.default_rng(1)
+    ph = rng.random((2, 4, 48, 84, 5)) < 0.01
+    rolled = np.roll(ph, 1, axis=1)
+    a, b = baselines.bag_of_bars_vectors(ph), baselines.bag_of_bars_vectors(rolled)
+    assert abs(a - b).max() < 1e-6
+    assert abs(baselines.raw_vectors(ph) - baselines.raw_vectors(rolled)).max() == 1
