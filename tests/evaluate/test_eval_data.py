@@ -47,8 +47,10 @@ def test_single_genre_labels(tmp_path):
 
 def test_pca_matches_exact_pca_on_small_data():
     rng = np.random.default_rng(0)
-    x = (rng.random((300, 500)) < 0.05).astype(np.float64)
-    x[:, :10] += rng.random((300, 1)) < 0.5  # a strong shared direction
+    x = (rng.random((300, 500)) < 0.02).astype(np.float64)
+    for block, width in enumerate((80, 50, 30, 15)):  # four planted directions of distinct strength
+        cols = slice(100 * block, 100 * block + width)
+        x[:, cols] = np.maximum(x[:, cols], (rng.random((300, 1)) < 0.5))
     p = baselines.fit_pca(sp.csr_matrix(x), 8, max_rows=1000)
     xc = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
