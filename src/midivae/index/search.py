@@ -197,46 +197,91 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     return query_from_song(index, query, encoder, bars, any_key)
 
 
+def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shifts: int, rule: str):
+    """Exact song scores of ``keys`` against every stored phrase of each song.
+
+    Returns ``(score, best_shift, dist, cols, offsets, lengths)``: ``dist`` is ``(rows of flat,
+    phrases of the songs)`` with song ``j``'s phrases at ``offsets[j] : offsets[j] + lengths[j]``.
+    """
+    table = index.table()
+    starts, stops = table.song_ranges(keys)
+    lengths = stops - starts
+    offsets = np.r_[0, np.cumsum(lengths[:-1])].astype(np.int64)
+    cols = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
+    dist = index.phrases.distances_to(flat, table.vector_ids[cols])
+    per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
+    score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
+    best_shift = score.argmin(axis=0)
+    return score[best_shift, np.arange(keys.size)], best_shift, dist, cols, offsets, lengths
+
+
 def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
                candidates: int | None = None) -> list[SongHit]:
-    """The ``k`` songs nearest to the query under ``rule`` (see the module docstring)."""
+    """The ``k`` songs nearest to the query under ``rule`` (see the module docstring).
+
+    Candidate songs come from each query vector's ``candidates`` nearest phrases. Their neighbour
+    lists give every candidate a lower bound of its score (a song absent from a list is at least
+    as far as that list's last entry); candidates are then scored exactly in lower-bound order
+    until the k-th exact score is below the next bound, so few songs are scored in full.
+    """
     if rule not in RULES:
         raise VectorIndexError(f"unknown ranking rule {rule!r} (choose from {', '.join(RULES)})")
     n_shifts, n_q, dim = query.vectors.shape
     if n_q == 0 or len(index.phrases) == 0 or k <= 0:
         return []
     flat = query.vectors.reshape(-1, dim)
-    table = index.table()
-    exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else None
-    n_songs = len(index.songs) - (exclude is not None)
+    exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else -1
+    n_songs = len(index.songs) - (exclude >= 0)
     kk = min(len(index.phrases), candidates or max(4 * k, 32))
-    while True:  # widen the pool until it holds k candidate songs (or the whole index)
-        _, vids = index.phrases.search(flat, kk)
-        cand = np.unique(index.song_keys_of(vids[vids >= 0]))
-        if exclude is not None:
-            cand = cand[cand != exclude]
+    while True:  # widen the lists until they name k candidate songs (or hold the whole index)
+        dists, vids = index.phrases.search(flat, kk)
+        valid = vids >= 0
+        keys = np.full(vids.shape, -1, dtype=np.int64)
+        keys[valid] = index.song_keys_of(vids[valid])
+        valid &= keys != exclude
+        cand = np.unique(keys[valid])
         if cand.size >= min(k, n_songs) or kk >= len(index.phrases):
             break
         kk = min(len(index.phrases), 4 * kk)
     if cand.size == 0:
         return []
-    starts, stops = table.song_ranges(cand)
-    lengths = stops - starts
-    cols = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths) + np.arange(lengths.sum())
-    dist = index.phrases.distances_to(flat, table.vector_ids[cols])  # (shifts*n_q, m)
-    offsets = np.r_[0, np.cumsum(lengths[:-1])]
-    per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, n_q, cand.size)
-    score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
-    best_shift = score.argmin(axis=0)
-    song_score = score[best_shift, np.arange(cand.size)]
+
+    # lower bounds from the lists
+    full = (vids >= 0).all(axis=1)
+    last = np.where(full, dists[:, -1], np.inf)  # a list that is not full holds the whole index
+    bound = np.repeat(last[:, None], cand.size, axis=1)
+    rows = np.nonzero(valid)[0]
+    np.minimum.at(bound, (rows, np.searchsorted(cand, keys[valid])), dists[valid])
+    bound = bound.reshape(n_shifts, n_q, cand.size)
+    bound = (bound.mean(axis=1) if rule == "mean" else bound.min(axis=1)).min(axis=0)
+
+    by_bound = np.argsort(bound, kind="stable")
+    chunk = max(4 * k, 64)
+    scored: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    for pos in range(0, cand.size, chunk):
+        sel = by_bound[pos : pos + chunk]
+        scored.append(sel)
+        scores.append(_score_songs(index, flat, cand[sel], n_shifts, rule)[0])
+        so_far = np.concatenate(scores)
+        nxt = pos + chunk
+        if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] <= bound[by_bound[nxt]]):
+            break
+    sel = np.concatenate(scored)
+    song_score = np.concatenate(scores)
+
     # distance, then song id among (near-)ties, so the order does not depend on the build history
     by_score = np.argsort(song_score, kind="stable")
     kth = song_score[by_score[min(k, by_score.size) - 1]]
     pool = by_score[song_score[by_score] <= kth + 1e-6]
-    records = index.catalogue.by_keys([int(c) for c in cand[pool]])
-    order = sorted(pool.tolist(), key=lambda j: (round(float(song_score[j]), 6), records[int(cand[j])].song_id))[:k]
+    records = index.catalogue.by_keys([int(c) for c in cand[sel[pool]]])
+    order = sorted(pool.tolist(), key=lambda j: (round(float(song_score[j]), 6),
+                                                 records[int(cand[sel[j]])].song_id))[:k]
+    top = cand[sel[order]]
+    score, best_shift, dist, cols, offsets, lengths = _score_songs(index, flat, top, n_shifts, rule)
+    table = index.table()
     hits = []
-    for rank, j in enumerate(order, start=1):
+    for j, key in enumerate(top):
         s = int(best_shift[j])
         block = dist.reshape(n_shifts, n_q, -1)[s][:, offsets[j] : offsets[j] + lengths[j]]
         nearest = block.argmin(axis=1)
@@ -244,8 +289,8 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
         match_d = block[np.arange(n_q), nearest]
         m_order = np.argsort(match_d, kind="stable")
         matches = tuple(Match(int(query.bar_offsets[i]), int(hit_bars[i]), float(match_d[i])) for i in m_order)
-        rec = records[int(cand[j])]
-        hits.append(SongHit(rank, rec.song_id, rec.title, rec.path, float(song_score[j]), int(query.shifts[s]),
+        rec = records[int(key)]
+        hits.append(SongHit(j + 1, rec.song_id, rec.title, rec.path, float(score[j]), int(query.shifts[s]),
                             bool(query.content_hash) and rec.content_hash == query.content_hash, matches))
     return hits
 
