@@ -143,3 +143,19 @@ def test_cli_search_table_json_and_one_line_errors(index, song_dir, data_dir, tm
     result = runner.invoke(main, ["index", "add", str(copy), "--data", str(song_dir), "--checkpoint",
                                   "builtin:bar-profile:16"])
     assert result.exit_code == 1 and "checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("rule", ["nearest", "mean"])
+def test_any_key_ranking_equals_brute_force(rule, index, song_dir, encoder):
+    from midivae.index.search import encode_query
+
+    query = sorted(song_dir.glob("*.npz"))[9]
+    with LatentIndex.open(index) as ix:
+        q = encode_query(encoder, read_phrases(query, (0, 32)), str(query), "file", any_key=True)
+        hits = rank_songs(ix, q, k=8, rule=rule)
+        best: dict[str, float] = {}
+        for shift_vectors in q.vectors:
+            for song_id, d in reference_ranking(ix, shift_vectors, rule):
+                best[song_id] = min(best.get(song_id, np.inf), d)
+        ref = sorted(best.values())[:8]
+        assert [h.distance for h in hits] == pytest.approx(ref, abs=1e-5)
