@@ -202,25 +202,25 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
               "(or an exact copy of it) ranks first. *any-key*: the query's 12 transpositions are searched and each "
               f"candidate keeps its best distance (on the first {r0.get('transpose_up_2/n_anykey', 0):,} queries). Queries per alteration (after skipping unchanged ones): "
               + ", ".join(f"{a} {r0.get(a + '/n', 0):,}" for a in ALTERATION_ORDER if a + "/n" in r0) + ".", ""]
-        header = ["method"]
-        for a in ALTERATION_ORDER:
-            if a + "/n" in r0:
-                header += [f"{a} song", f"{a} phrase"]
+        present = [a for a in ALTERATION_ORDER if a + "/n" in r0]
+        for level, title in (("song", "Song Hit@1"), ("phrase", "Phrase Hit@1")):
+            header = ["method"]
+            for a in present:
+                header.append(a)
                 if a + "/song_hit1_anykey" in r0:
-                    header += [f"{a} song any-key", f"{a} phrase any-key"]
-        rows = []
-        for n in names:
-            rob = methods[n].get("robustness")
-            if not rob:
-                continue
-            row = [n]
-            for a in ALTERATION_ORDER:
-                if a + "/n" in r0:
-                    row += [rob.get(a + "/song_hit1"), rob.get(a + "/phrase_hit1")]
+                    header.append(f"{a} any-key")
+            rows = []
+            for n in names:
+                rob = methods[n].get("robustness")
+                if not rob:
+                    continue
+                row = [n]
+                for a in present:
+                    row.append(rob.get(f"{a}/{level}_hit1"))
                     if a + "/song_hit1_anykey" in r0:
-                        row += [rob.get(a + "/song_hit1_anykey"), rob.get(a + "/phrase_hit1_anykey")]
-            rows.append(row)
-        L += [_table(header, rows), ""]
+                        row.append(rob.get(f"{a}/{level}_hit1_anykey"))
+                rows.append(row)
+            L += [f"**{title}**", "", _table(header, rows), ""]
     if _any(methods, "genre"):
         g = _first_with(methods, "genre")
         if "balanced_knn_accuracy" in g:
