@@ -18,7 +18,13 @@ import numpy as np
 from midivae.errors import IndexMismatchError, VectorIndexError
 from midivae.index import storage
 from midivae.index.catalogue import Catalogue, PhraseTable, SongRecord
+from midivae.index.base import VectorIndex
 from midivae.index.faiss_index import FaissIndex, IndexSpec, normalise
+
+#: Vector index backends by the name stored in the catalogue (``meta.backend``). A distributed
+#: store (Qdrant, Milvus, ...) is one more entry: a class with the VectorIndex methods and a
+#: ``load(directory)`` classmethod (its folder may hold just a connection description).
+BACKENDS: dict[str, type] = {"faiss": FaissIndex}
 
 CATALOGUE = "catalogue.sqlite"
 PHRASES = "phrases"
@@ -51,7 +57,7 @@ def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
 class LatentIndex:
     """One published generation of an index folder, loaded for searching."""
 
-    def __init__(self, path: Path, generation: Path, phrases: FaissIndex, songs: FaissIndex,
+    def __init__(self, path: Path, generation: Path, phrases: VectorIndex, songs: VectorIndex,
                  catalogue: Catalogue) -> None:
         self.path = Path(path)
         self.generation = generation
@@ -85,8 +91,12 @@ class LatentIndex:
         if not gen.is_dir():
             raise VectorIndexError(f"{path}: generation {gen.name} is missing")
         catalogue = Catalogue.open(gen / CATALOGUE)
-        phrases = FaissIndex.load(gen / PHRASES)
-        songs = FaissIndex.load(gen / SONGS)
+        backend_name = catalogue.meta().get("backend", "faiss")
+        backend = BACKENDS.get(backend_name)
+        if backend is None:
+            raise VectorIndexError(f"{gen}: unknown vector backend {backend_name!r}")
+        phrases = backend.load(gen / PHRASES)
+        songs = backend.load(gen / SONGS)
         index = cls(path, gen, phrases, songs, catalogue)
         if len(phrases) != catalogue.n_phrases() or len(songs) != catalogue.n_songs():
             raise VectorIndexError(f"{gen}: catalogue and vectors disagree")
@@ -129,8 +139,9 @@ class LatentIndex:
         return IndexInfo(
             path=str(self.path), generation=self.generation.name, checkpoint_id=self.checkpoint_id,
             checkpoint=self.meta.get("checkpoint", ""), latent_dim=self.latent_dim,
-            kind=self.phrases.spec.kind, metric=self.metric, n_songs=self.catalogue.n_songs(),
-            n_phrases=len(self.phrases), n_dead_slots=self.phrases.n_dead,
+            kind=getattr(getattr(self.phrases, "spec", None), "kind", self.meta.get("backend", "?")),
+            metric=self.metric, n_songs=self.catalogue.n_songs(),
+            n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
             created_at=self.meta.get("created_at", ""), disk_bytes=disk)
 
     def close(self) -> None:
@@ -199,7 +210,7 @@ class IndexWriter:
         if self._create:
             self.catalogue = Catalogue.create(self._work / CATALOGUE, {
                 "checkpoint_id": self._checkpoint_id, "checkpoint": self._checkpoint,
-                "latent_dim": str(self._latent_dim), "metric": self._spec.metric})
+                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": "faiss"})
             self.phrases = FaissIndex(self._latent_dim, self._spec)
             self.songs = FaissIndex(self._latent_dim, IndexSpec(kind="exact", metric=self._spec.metric))
         else:

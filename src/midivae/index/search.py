@@ -35,6 +35,7 @@ from midivae.constants import PITCHED_TRACKS
 from midivae.errors import InvalidInputError, NotFoundError, VectorIndexError
 from midivae.index.base import Encoder
 from midivae.index.encoders import encode_means
+from midivae.index.faiss_index import normalise
 from midivae.index.latent_index import LatentIndex
 from midivae.index.sources import content_hash, read_phrases
 from midivae.song import Phrases
@@ -197,6 +198,16 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     return query_from_song(index, query, encoder, bars, any_key)
 
 
+def pairwise_distances(queries: np.ndarray, stored: np.ndarray, metric: str) -> np.ndarray:
+    """Exact distances ``(n_queries, n_stored)`` in the index's metric (only ``VectorIndex.vectors``
+    is needed from the backend, so any backend gets the same exact re-ranking)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if metric == "cosine":
+        return np.maximum(1.0 - normalise(queries) @ normalise(stored).T, 0.0).astype(np.float32)
+    sq = (queries**2).sum(1)[:, None] + (stored**2).sum(1)[None, :] - 2.0 * queries @ stored.T
+    return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
+
+
 def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shifts: int, rule: str):
     """Exact song scores of ``keys`` against every stored phrase of each song.
 
@@ -208,7 +219,7 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     lengths = stops - starts
     offsets = np.r_[0, np.cumsum(lengths[:-1])].astype(np.int64)
     cols = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
-    dist = index.phrases.distances_to(flat, table.vector_ids[cols])
+    dist = pairwise_distances(flat, index.phrases.vectors(table.vector_ids[cols]), index.metric)
     per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
     score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
     best_shift = score.argmin(axis=0)
