@@ -156,3 +156,32 @@ def test_cost_reports_dims_and_speed(songs):
     c = tasks.cost(songs, baselines.chroma(), n_encode=16, n_queries=3)
     assert c["dims"] == 240 and c["bytes_per_phrase"] == 960
     assert c["encode_phrases_per_s"] > 0 and c["query_ms"] > 0
+
+
+class LinearModel:
+    """A deterministic toy encoder: per-track note counts as mu, a fixed log-variance."""
+
+    latent_dim = 5
+    checkpoint_id = "toy"
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self, phrases):
+        self.calls += 1
+        mu = np.asarray(phrases, np.float32).sum(axis=(1, 2, 3)) + 1.0
+        return mu, np.full_like(mu, -20.0)
+
+
+def test_model_rows_share_one_encoder(songs):
+    model = LinearModel()
+    rows = baselines.model_embeddings(model)
+    assert [r.name for r in rows] == ["model", "model_l2"] and [r.distance for r in rows] == ["cosine", "euclidean"]
+    a = rows[0].embed(songs[0].phrases)
+    calls = model.calls
+    b = rows[1].embed(songs[0].phrases)
+    assert model.calls == calls and np.array_equal(a, b)
+    # sampled encodings with a tiny sigma equal the mean
+    z = rows[1].encode_sampled(songs[0].phrases, np.random.default_rng(0))
+    assert np.allclose(z, a, atol=1e-3)
+    assert tasks.cost(songs, rows[1], n_encode=8, n_queries=2)["dims"] == 5

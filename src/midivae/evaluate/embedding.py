@@ -38,6 +38,8 @@ class Embedding:
     bytes_per_phrase: int
     sample: SampleFn | None = None
     kind: str = "baseline"  # "baseline" | "model"
+    #: the embedding without any cache, for timing (rows of one model share a cached encoder)
+    timing_embed: EmbedFn | None = None
     notes: str = ""
     meta: dict = field(default_factory=dict, compare=False)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from midivae.errors import CheckpointError, MidiVaeError
 from midivae.evaluate import tasks as T
-from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embedding
+from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
 from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
 from midivae.evaluate.embedding import Embedding
 
@@ -88,7 +88,7 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
                 return [], [], f"shipped model failed to load ({type(exc).__name__}: {exc})"
             raise CheckpointError(f"cannot load {path}: {exc}") from exc
         name = "model" if i == 0 else f"model_{Path(str(path)).name}"
-        rows.append(model_embedding(model, name))
+        rows.extend(model_embeddings(model, name))
         models.append(model)
         log(f"model {name}: latent {model.latent_dim}, checkpoint {getattr(model, 'checkpoint_id', '?')}")
     return rows, models, ""
