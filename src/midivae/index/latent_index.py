@@ -172,13 +172,18 @@ class IndexWriter:
         self._latent_dim = latent_dim
         self._stack: list = []
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._backend = "faiss"
         self.added: list[str] = []
         self.removed: list[str] = []
 
     @classmethod
     def create(cls, path: Path, checkpoint_id: str, latent_dim: int, spec: IndexSpec = IndexSpec(),
-               checkpoint: str = "", overwrite: bool = False) -> IndexWriter:
-        return cls(path, checkpoint_id, latent_dim, spec, checkpoint, create=True, overwrite=overwrite)
+               checkpoint: str = "", overwrite: bool = False, backend: str = "faiss") -> IndexWriter:
+        if backend not in BACKENDS:
+            raise VectorIndexError(f"unknown vector backend {backend!r} (known: {', '.join(BACKENDS)})")
+        writer = cls(path, checkpoint_id, latent_dim, spec, checkpoint, create=True, overwrite=overwrite)
+        writer._backend = backend
+        return writer
 
     @classmethod
     def open(cls, path: Path, checkpoint_id: str | None = None) -> IndexWriter:
@@ -210,9 +215,10 @@ class IndexWriter:
         if self._create:
             self.catalogue = Catalogue.create(self._work / CATALOGUE, {
                 "checkpoint_id": self._checkpoint_id, "checkpoint": self._checkpoint,
-                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": "faiss"})
-            self.phrases = FaissIndex(self._latent_dim, self._spec)
-            self.songs = FaissIndex(self._latent_dim, IndexSpec(kind="exact", metric=self._spec.metric))
+                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend})
+            make = BACKENDS[self._backend]
+            self.phrases = make(self._latent_dim, self._spec)
+            self.songs = make(self._latent_dim, IndexSpec(kind="exact", metric=self._spec.metric))
         else:
             current = LatentIndex.open(self.path)
             try:
