@@ -303,11 +303,11 @@ def e2e(songs_dir: list[Path], midi: Path, encoder, checkpoint: str, repeats: in
         enc = timed(lambda i: encode_means(encoder, phrases.phrases), repeats)
         any_key = timed(lambda i: search(ix, str(midi), lambda: encoder, k=10, any_key=True), max(3, repeats // 4))
         size = f"{len(ix.phrases):,} phrases, {len(ix.songs):,} songs"
-    row("end-to-end search by a MIDI file (read+cut+encode+rank)", size, *pct(total),
+    row(f"end-to-end search by a MIDI file (read+cut+encode+rank), encoder {encoder.checkpoint_id}", size, *pct(total),
         f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, "
         f"encode p50 {np.median(enc):.1f} ms; index built in {build_s:.0f} s" if build_s > 1 else
         f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, encode p50 {np.median(enc):.1f} ms")
-    row("end-to-end search, --any-key (12 transpositions)", size, *pct(any_key), "")
+    row(f"end-to-end search, --any-key (12 transpositions), encoder {encoder.checkpoint_id}", size, *pct(any_key), "")
 
 
 def main() -> None:
@@ -329,6 +329,8 @@ def main() -> None:
     ap.add_argument("--ef-construction", type=int, default=64)
     ap.add_argument("--vectors", default="real-like,gaussian",
                     help="synthetic vectors for the scale rows: real-like (real embeddings + noise), gaussian")
+    ap.add_argument("--e2e-also", action="append", default=[], metavar="CKPT",
+                    help="also time end-to-end search with this checkpoint (repeatable)")
     ap.add_argument("--build-threads", type=int, default=1, help="FAISS threads while building HNSW graphs")
     ap.add_argument("--only", default="scale,e2e,raw")
     args = ap.parse_args()
@@ -356,9 +358,11 @@ def main() -> None:
         scale([int(s) for s in args.sizes.split(",")], kinds, dim, real, args.cache, args.queries, args.hnsw_m,
               args.ef_construction, args.build_threads)
     if "e2e" in only:
-        tag = encoder.checkpoint_id.replace("/", "_").replace(":", "_")
         src = [args.store] if args.store.is_dir() else [data / "lpd5" / "lpd_5_cleansed"]
-        e2e(src, args.midi, encoder, checkpoint, 30, args.cache / f"e2e-index-{tag}")
+        extra = [(resolve_encoder(c), c) for c in args.e2e_also]
+        for enc, ckpt in [(encoder, checkpoint), *extra]:
+            tag = enc.checkpoint_id.replace("/", "_").replace(":", "_")
+            e2e(src, args.midi, enc, ckpt, 30, args.cache / f"e2e-index-{tag}")
     if "raw" in only:
         songs = load_songs(args.store, data / "lpd5" / "lpd_5_cleansed", args.songs)
         r = excerpt(songs, encoder, args.queries)
