@@ -82,10 +82,13 @@ class FaissIndex:
         self._bitmap: np.ndarray | None = None
         self._selector: faiss.IDSelector | None = None
         self._sq_norms: np.ndarray | None = None  # exact L2: squared norms of the stored vectors
+        self._len: int | None = None
 
     # ---- size and ids -------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self._alive.sum())
+        if self._len is None:
+            self._len = int(self._alive.sum())
+        return self._len
 
     @property
     def n_dead(self) -> int:
@@ -158,6 +161,7 @@ class FaissIndex:
             self._faiss.add(self._vectors)
 
     def _invalidate(self) -> None:
+        self._len = None
         self._lookup = None
         self._bitmap = None
         self._selector = None
@@ -231,14 +235,12 @@ class FaissIndex:
             raw, slots = self._exact_search(vectors, k)
         else:
             raw, slots = self._faiss.search(vectors, k, params=self._params(ef_search, nprobe))
+        dist = np.maximum(1.0 - raw, 0.0) if self.metric == "cosine" else np.sqrt(np.maximum(raw, 0.0))
         missing = slots < 0
-        ids = np.where(missing, -1, self._slot_ids[np.maximum(slots, 0)])
-        if self.metric == "cosine":
-            dist = np.maximum(1.0 - raw, 0.0)
-        else:
-            dist = np.sqrt(np.maximum(raw, 0.0))
-        dist = np.where(missing, np.inf, dist).astype(np.float32)
-        return dist, ids
+        if missing.any():
+            dist[missing] = np.inf
+            return dist.astype(np.float32), np.where(missing, -1, self._slot_ids[np.maximum(slots, 0)])
+        return dist.astype(np.float32, copy=False), self._slot_ids[slots]
 
     def _exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Brute force as blocked matrix products (BLAS) with a running top-k.
@@ -250,26 +252,31 @@ class FaissIndex:
         base = self._vectors
         n, nq = base.shape[0], queries.shape[0]
         kk = min(k, n)
-        sign = -1.0 if self.metric == "cosine" else 1.0  # select smallest of sign * score
         if self.metric == "l2" and self._sq_norms is None:
             self._sq_norms = np.einsum("ij,ij->i", base, base)
         block = max(4096, (1 << 24) // max(nq, 1))
-        best_s = np.empty((nq, 0), dtype=np.float32)
-        best_i = np.empty((nq, 0), dtype=np.int64)
+        best_s = best_i = None  # smallest "score" (negated similarity, or |v|^2 - 2 q.v) so far
         for start in range(0, n, block):
             part = base[start : start + block]
-            prod = queries @ part.T
+            score = part @ queries.T  # (block, nq): BLAS gemv for one query
+            score = score.T
             if self.metric == "l2":
-                score = self._sq_norms[start : start + block][None, :] - 2.0 * prod
+                score = self._sq_norms[start : start + block][None, :] - 2.0 * score
             else:
-                score = -prod
-            cand_s = np.concatenate([best_s, score], axis=1)
-            cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + part.shape[0]), score.shape)], axis=1)
-            if cand_s.shape[1] > kk:
-                top = np.argpartition(cand_s, kk - 1, axis=1)[:, :kk]
-                cand_s = np.take_along_axis(cand_s, top, 1)
-                cand_i = np.take_along_axis(cand_i, top, 1)
-            best_s, best_i = cand_s, cand_i
+                score = -score
+            if kk < score.shape[1]:
+                top = np.argpartition(score, kk - 1, axis=1)[:, :kk]
+                score = np.take_along_axis(score, top, 1)
+            else:
+                top = np.broadcast_to(np.arange(score.shape[1]), score.shape)
+            top = top + start
+            if best_s is None:
+                best_s, best_i = score, top
+            else:
+                cand_s = np.concatenate([best_s, score], axis=1)
+                cand_i = np.concatenate([best_i, top], axis=1)
+                keep = np.argpartition(cand_s, kk - 1, axis=1)[:, :kk]
+                best_s, best_i = np.take_along_axis(cand_s, keep, 1), np.take_along_axis(cand_i, keep, 1)
         order = np.argsort(best_s, axis=1, kind="stable")
         best_s = np.take_along_axis(best_s, order, 1)
         best_i = np.take_along_axis(best_i, order, 1)
@@ -285,7 +292,7 @@ class FaissIndex:
             pad = k - kk
             best_s = np.pad(best_s, ((0, 0), (0, pad)), constant_values=np.nan)
             best_i = np.pad(best_i, ((0, 0), (0, pad)), constant_values=-1)
-        return best_s.astype(np.float32), best_i
+        return best_s.astype(np.float32, copy=False), best_i
 
     def distances_to(self, queries: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact distances ``(n_queries, len(ids))`` from queries to stored vectors (for re-ranking)."""
@@ -321,6 +328,7 @@ class FaissIndex:
             index._vectors = np.load(directory / "vectors.npy")
             index._slot_ids = np.load(directory / "slot_ids.npy")
             index._alive = np.load(directory / "alive.npy")
+            index._invalidate()
             if not (index._vectors.shape == (index._slot_ids.size, index.dim) and index._alive.size == index._slot_ids.size):
                 raise VectorIndexError(f"{directory}: vector, id and liveness tables disagree")
             if index.spec.kind == "exact":
