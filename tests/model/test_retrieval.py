@@ -15,7 +15,7 @@ from midivae.model import ARCHITECTURES
 from midivae.model.retrieval import RetrievalConfig, RetrievalVAE, nt_xent
 
 #: small enough to train in seconds
-TINY = RetrievalConfig(latent_dim=16, patch_dim=16, bar_dim=32)
+TINY = RetrievalConfig(latent_dim=16, patch_dim=16, bar_dim=32, orch_dim=4)
 
 
 def _phrases(n: int, seed: int = 0) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_registered_and_shapes() -> None:
 
 
 def test_mean_pooling_is_bar_order_free() -> None:
-    model = RetrievalVAE(dataclasses.replace(TINY, pooling="mean")).eval()
+    model = RetrievalVAE(dataclasses.replace(TINY, pooling="mean", orch_dim=0)).eval()
     x = _phrases(4, seed=1)
     with torch.no_grad():
         mu, _ = model.encode(x)
@@ -46,7 +46,7 @@ def test_mean_pooling_is_bar_order_free() -> None:
 def test_orchestration_split_makes_content_instrument_free() -> None:
     """With orch_dim, moving piano notes to guitar leaves the content part of mu unchanged,
     and the orchestration part is scaled down by orch_scale."""
-    cfg = dataclasses.replace(TINY, orch_dim=4, orch_scale=0.25)
+    cfg = dataclasses.replace(TINY, orch_dim=4, orch_scale=0.25, pooling="mix")
     model = RetrievalVAE(cfg).eval()
     x = _phrases(4, seed=3)
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_training_pulls_altered_phrases_together(data_dir) -> None:
     changed = torch.nonzero((moved != x).reshape(len(x), -1).any(dim=1)).squeeze(1)
     assert len(changed) >= 10
     cfg = dataclasses.replace(
-        TINY, latent_dim=32, contrast_weight=200.0, p_transpose=0, p_octave=0, p_drop_track=0,
+        TINY, latent_dim=32, orch_dim=0, contrast_weight=200.0, p_transpose=0, p_octave=0, p_drop_track=0,
         p_drop_notes=0, p_jitter=0, p_time_shift=0, p_bar_roll=0, p_move_track=1.0,
     )
     torch.manual_seed(0)

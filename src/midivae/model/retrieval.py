@@ -68,18 +68,18 @@ class RetrievalConfig:
     #: the orchestration part, which the decoder needs to put notes on the right track. The
     #: orchestration part is scaled by orch_scale in the latent, so it weighs orch_scale**2 as
     #: much per dim in a distance (the decoder scales it back up).
-    orch_dim: int = 0
+    orch_dim: int = 16
     orch_scale: float = 0.25
     #: "mix": mean of bar features + a linear map of their concatenation (order-aware);
     #: "mean": mean only (fully order-free latent; the decoder then cannot order the bars).
-    pooling: str = "mix"
+    pooling: str = "mean"
     #: weight of the NT-Xent consistency term (recon is summed over 80,640 cells, so this is
     #: on the scale of a few hundred nats); 0 turns augmentation off.
-    contrast_weight: float = 50.0
+    contrast_weight: float = 1000.0
     temperature: float = 0.1
     #: log-variance is bounded above so the posterior can never become as wide as the prior
     #: space between songs (original protocol).
-    max_logvar: float = 0.0
+    max_logvar: float = -10.0
     free_bits: float = 0.0
     #: bars decoded per phrase in the training loss (the rest are skipped; the estimate is
     #: scaled to all four bars, so it is unbiased): the decoder and the 80,640-cell likelihood
@@ -93,7 +93,7 @@ class RetrievalConfig:
     max_drop_rate: float = 0.3
     p_time_shift: float = 0.5
     max_time_shift: int = 8
-    p_move_track: float = 0.3
+    p_move_track: float = 0.5
     p_drop_track: float = 0.15
     p_octave: float = 0.15
     p_jitter: float = 0.15
