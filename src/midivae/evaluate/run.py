@@ -211,7 +211,10 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed)
         vs = load_versions(tmp, csv_path)
         note = (f"generated: every evaluated song written as MIDI; the first {min(cfg.versioned_songs, len(songs))} "
-                "also as an independently altered re-rendering (see versions.py); the rest are distractors")
+                "also as an independently altered re-rendering (see versions.py); the rest are distractors. "
+                "These re-renderings use the same kinds of change (transposition, re-voicing, dropped notes, a moved "
+                "track, jitter, a bar offset) that a model may have been trained to ignore, so they can flatter a "
+                "model; real transcriptions (--versions-csv) are the real test")
     log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
     return vs, note
 
