@@ -126,7 +126,7 @@ def test_cli_search_table_json_and_one_line_errors(index, song_dir, data_dir, tm
     assert table.exit_code == 0, table.output
     assert "rank" in table.output and "(same content)" in table.output
     data = json.loads(runner.invoke(main, ["search", query, "--index", str(index), "-k", "3", "--json"]).output)
-    assert len(data["hits"]) == 3 and data["hits"][0]["same_content"] and data["rule"] == "nearest"
+    assert len(data["hits"]) == 3 and data["hits"][0]["same_content"] and data["rule"] == "mean"
     info = json.loads(runner.invoke(main, ["index", "info", str(index), "--json"]).output)
     assert info["n_songs"] == 24 and info["kind"] == "exact"
 

@@ -114,7 +114,7 @@ def register(main: click.Group) -> None:
     @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
     @click.option("--bars", default=None, help="Only query bars A:B (0-based, B excluded).")
     @click.option("--any-key", is_flag=True, help="Also try the 12 transpositions of the pitched tracks.")
-    @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="nearest", show_default=True,
+    @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="mean", show_default=True,
                   help="Song distance: the best phrase pair, or the mean over query phrases of the nearest.")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
     @json_option
