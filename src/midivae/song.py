@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from midivae.constants import (
-    BARS_PER_PHRASE,
     DEFAULT_TEMPO,
     LOWEST_PITCH,
     N_PITCHES,
@@ -173,6 +172,3 @@ def song_from_roll(roll: np.ndarray, source: str = "", tempo: float = DEFAULT_TE
     """A song that is 4/4 throughout, starting on a bar line at step 0."""
     return Song(roll=roll, sections=((0, roll.shape[0]),), source=source, tempo=tempo)
 
-
-def bar_count(n_steps: int) -> int:
-    return -(-n_steps // STEPS_PER_BAR)

@@ -7,7 +7,6 @@ them, and the notes go through the same :func:`notes_to_roll` as MIDI files do.
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -86,10 +85,3 @@ def read_lpd(path: str | os.PathLike[str]) -> Song:
     roll = notes_to_roll(notes, n_steps)
     return song_from_roll(roll, source=str(path), tempo=tempo)
 
-
-def lpd_info(path: str | os.PathLike[str]) -> dict:
-    """The ``info.json`` of an LPD file (name = MIDI md5), or {} when absent."""
-    with np.load(path, allow_pickle=False) as npz:
-        if "info.json" not in npz.files:
-            return {}
-        return json.loads(bytes(npz["info.json"]).decode("utf-8"))
