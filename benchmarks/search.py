@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 
 # Single queries on a shared 2-core machine: one BLAS thread (set before numpy loads OpenBLAS).
@@ -136,7 +137,8 @@ def scale(sizes: list[int], kinds: list[str], dim: int, real: np.ndarray | None,
             row(f"query latency, exact (brute force L2), {kind}", f"{n:,} x {d}", *pct(ms), "recall@10 = 1")
             del exact
 
-            tag = "gauss" if kind == "gaussian" else "real"
+            # real-like vectors depend on the encoder: key the cached graph by their content too
+            tag = "gauss" if kind == "gaussian" else f"real-{hashlib.blake2b(real.tobytes(), digest_size=6).hexdigest()}"
             path = cache / f"hnsw-{tag}-n{n}-d{d}-M{hnsw_m}-efc{ef_construction}"
             t0 = time.perf_counter()
             if (path / "index.json").exists():
