@@ -25,7 +25,7 @@ def _track_notes(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> t
     counts = np.diff(indptr.astype(np.int64))
     pitch = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
     rows = indices.astype(np.int64)
-    vals = data.astype(np.int64) if data.dtype != bool else data.astype(np.int64)
+    vals = data.astype(np.int64)
     keep = vals != 0
     pitch, rows, vals = pitch[keep], rows[keep], vals[keep]
     if rows.size == 0:
