@@ -56,3 +56,17 @@ def test_errors_are_one_line(tmp_path) -> None:
     assert missing.exit_code == 1 and missing.output.startswith("midivae: error:")
     help_text = runner.invoke(main, ["train", "--help"]).output
     assert "--resume" in help_text and "--max-minutes" in help_text
+
+
+def test_train_init_from_keeps_the_architecture(tiny_store, tmp_path) -> None:
+    runner = CliRunner()
+    first = tmp_path / "first"
+    assert runner.invoke(main, ["train", "--data", str(tiny_store), "--out", str(first), *QUICK]).exit_code == 0
+    tuned = runner.invoke(main, ["train", "--data", str(tiny_store), "--out", str(tmp_path / "tuned"), "--init-from", str(first),
+                                 "--epochs", "1", "--batch-size", "16", "--val-size", "16", "--train-limit", "32", "--quiet", "--json"])
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads(tuned.output)["arch"] == "reference"  # taken from the checkpoint, not the --arch default
+    config = json.loads((tmp_path / "tuned" / "last" / "config.json").read_text())
+    assert config["model_config"]["latent_dim"] == 8 and config["train_config"]["init_from"].endswith("best")
+    both = runner.invoke(main, ["train", "--out", str(tmp_path / "tuned"), "--resume", "--init-from", str(first)])
+    assert both.exit_code != 0

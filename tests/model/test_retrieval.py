@@ -147,3 +147,17 @@ def test_training_pulls_altered_phrases_together(data_dir) -> None:
         opt.step()
     after = hit_rate()
     assert after > before + 0.1 or after > 0.9, (before, after)
+
+
+def test_song_pair_term_only_with_song_batches() -> None:
+    model = RetrievalVAE(dataclasses.replace(TINY, song_weight=10.0)).train()
+    assert model.wants_song_pairs and not RetrievalVAE(TINY).wants_song_pairs
+    x = _phrases(8)
+    torch.manual_seed(0)
+    paired = model.loss(x, beta=0.1, song_pairs=True)
+    assert "song" in paired and torch.isfinite(paired["song"])
+    torch.manual_seed(0)
+    plain = model.loss(x, beta=0.1)
+    assert "song" not in plain
+    torch.testing.assert_close(paired["loss"], plain["loss"] + 10.0 * paired["song"])
+    assert "song" not in model.eval().loss(x, beta=0.1, song_pairs=True)

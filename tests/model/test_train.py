@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -112,3 +113,42 @@ def test_tiny_model_overfits_real_phrases(real_phrases, tiny) -> None:
     end = _f1(model, x)
     assert start < 0.1
     assert end > 0.5 and end > 5 * start, (start, end)
+
+
+def test_song_partners_are_other_phrases_of_the_same_song() -> None:
+    from midivae.model.train import Splits
+
+    songs = np.array([0, 0, 1, 2, 2, 2, 0, 3], dtype=np.int64)  # song 1 and 3: one phrase each
+    splits = Splits(train=np.zeros((8, 1), np.uint8), val=np.zeros((0, 1), np.uint8), val_source="", store="", train_song=songs)
+    rng = np.random.default_rng(0)
+    rows = np.arange(8)
+    seen: set[tuple[int, int]] = set()
+    for _ in range(50):
+        partners = splits.song_partners(rows, rng)
+        assert np.array_equal(songs[partners], songs)
+        lonely = np.isin(songs, [1, 3])
+        assert np.array_equal(partners[lonely], rows[lonely])  # a one-phrase song pairs with itself
+        assert np.all(partners[~lonely] != rows[~lonely])
+        seen.update(zip(rows.tolist(), partners.tolist()))
+    assert {(0, 1), (0, 6), (3, 4), (3, 5)} <= seen  # every other phrase of the song is drawn
+
+
+def test_song_pair_training_and_init_from(tiny_store, tmp_path, quick_config) -> None:
+    from midivae.model.retrieval import RetrievalConfig
+
+    small = RetrievalConfig(latent_dim=16, patch_dim=16, bar_dim=32, orch_dim=4)
+    first = train(tiny_store, tmp_path / "a", arch="retrieval", model_config=small, train_config=quick_config(epochs=1), progress=False)
+    # a new run from the first one's weights, with the song-pair term switched on
+    paired = dataclasses.replace(small, song_weight=5.0)
+    cfg = quick_config(epochs=1, init_from=str(first.best_dir))
+    second = train(tiny_store, tmp_path / "b", arch="retrieval", model_config=paired, train_config=cfg, progress=False)
+    assert "train_song" in second.last_metrics and np.isfinite(second.last_metrics["train_song"])
+    info = load_checkpoint(second.best_dir).train_config
+    assert info.init_from == str(first.best_dir) and info.init_checkpoint_id == first.checkpoint_id
+    # zero epochs of training would leave the weights as they were: check the start is the first run's
+    start = train(tiny_store, tmp_path / "c", arch="retrieval", model_config=small,
+                  train_config=quick_config(epochs=1, init_from=str(first.best_dir), lr=1e-12), progress=False)
+    sa, sb = load_checkpoint(first.best_dir).state_dict(), load_checkpoint(start.last_dir).state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-6) for k in sa)
+    with pytest.raises(CheckpointError, match="reference"):
+        train(tiny_store, tmp_path / "d", arch="reference", train_config=cfg, progress=False)

@@ -19,7 +19,11 @@ def register(main: click.Group) -> None:
 @click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
               help="Phrase store (its test split is evaluated), LPD-5 folder of .npz, or folder of MIDI files.")
 @click.option("--checkpoint", default=None, help="Model checkpoint (default: the shipped model, when there is one).")
+@click.option("--compare", "compare", multiple=True, metavar="CKPT",
+              help="Another checkpoint evaluated in the same run as an extra model row (repeatable).")
 @click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
+@click.option("--split", "split_name", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True,
+              help="Which split of a phrase store is evaluated (choose models on validation, report on test).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Report folder (report.md, metrics.json, PNGs).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the markdown report to this file (e.g. docs/evaluation.md), picture links relative to it.")
@@ -43,7 +47,7 @@ def register(main: click.Group) -> None:
 @click.option("--latent-dim", type=int, default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
-def evaluate(data, checkpoint, no_model, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
+def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
              versions_dir, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet) -> None:
     """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
     bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
@@ -65,7 +69,7 @@ def evaluate(data, checkpoint, no_model, out, report_path, tasks, baselines, max
         baselines=split(baselines, BASELINE_NAMES), max_songs=max_songs, max_fit_songs=max_fit_songs,
         fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, labels_dir=labels_dir,
         robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
-        report_path=report_path,
+        report_path=report_path, split=split_name, extra_models=tuple(compare),
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     log = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))

@@ -60,12 +60,16 @@ _TRAIN_FIELDS = (
 @click.option("--train-limit", type=int, help="Use at most this many train phrases (quick experiments).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Architecture option, e.g. --set latent_dim=64 (repeatable; see --list-archs).")
+@click.option("--init-from", metavar="CKPT",
+              help="Start from this checkpoint's weights (a run folder, a best/ or last/ folder, or "
+                   "'shipped'); its architecture and options are kept unless --set changes them. "
+                   "A new run with a fresh optimizer: fine-tuning, or training on past a finished run.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out exactly where its last checkpoint left it "
                    "(same data order, RNG stream and optimizer state). Starts a new run if there is none.")
 @quiet_option
 @json_option
-def train(data, out, arch, list_archs, latent_dim, sets, resume, quiet, as_json, **options) -> None:
+def train(data, out, arch, list_archs, latent_dim, sets, init_from, resume, quiet, as_json, **options) -> None:
     """Train a phrase VAE on a phrase store.
 
     Shows a progress bar (loss, reconstruction, KL, samples/s), validates every epoch
@@ -76,10 +80,12 @@ def train(data, out, arch, list_archs, latent_dim, sets, resume, quiet, as_json,
     Example:
       midivae train --data store/ --out runs/ref --epochs 10 --max-minutes 30
       midivae train --out runs/ref --resume          # continue after an interruption
+      midivae train --data store/ --out runs/ft --init-from shipped --max-minutes 20
     """
     from midivae.model import ARCHITECTURES
     from midivae.model.checkpoint import read_info
-    from midivae.model.config import TrainConfig, with_overrides
+    from midivae.model.api import resolve_checkpoint_dir
+    from midivae.model.config import TrainConfig, config_from_dict, with_overrides
     from midivae.model.train import LAST, train as run_train
 
     if list_archs:
@@ -99,6 +105,8 @@ def train(data, out, arch, list_archs, latent_dim, sets, resume, quiet, as_json,
     if latent_dim is not None:
         model_sets["latent_dim"] = str(latent_dim)
 
+    if init_from is not None and resume:
+        raise click.UsageError("--init-from starts a new run; it cannot be combined with --resume")
     stored = (out / LAST / "config.json").is_file()
     if resume and stored:
         if model_sets:
@@ -107,8 +115,14 @@ def train(data, out, arch, list_archs, latent_dim, sets, resume, quiet, as_json,
         model_config = None
     else:
         base = TrainConfig()
+        start_config = ARCHITECTURES[arch].Config()
+        if init_from is not None:
+            init_path = resolve_checkpoint_dir(init_from)
+            info = read_info(init_path)
+            arch, start_config = info.arch, config_from_dict(ARCHITECTURES[info.arch].Config, info.model_config)
+            given["init_from"] = str(init_path)
         try:
-            model_config = with_overrides(ARCHITECTURES[arch].Config(), model_sets)
+            model_config = with_overrides(start_config, model_sets)
         except (ValueError, TypeError) as exc:
             raise click.BadParameter(str(exc), param_hint="--set") from exc
     try:

@@ -218,19 +218,20 @@ def load_eval_data(
     fit_data: Path | None = None,
     max_fit_songs: int = 300,
     seed: int = 0,
+    split: str = "test",
 ) -> EvalData:
     """Resolve ``--data`` (store, LPD folder or MIDI folder) and the data baselines may fit on."""
     data = Path(data)
     if not data.exists():
         raise NotFoundError(f"{data}: no such file or directory")
     if is_store(data):
-        test = load_store_split(data, "test", max_songs, seed)
+        test = load_store_split(data, split, max_songs, seed)
         if fit_data is None:
             fit = load_store_split(data, "train", max_fit_songs, seed + 1)
-            rule = "test split of the store evaluated; baselines fit on its train split"
+            rule = f"{split} split of the store evaluated; baselines fit on its train split"
         else:
             fit = _load_fit(fit_data, max_fit_songs, seed)
-            rule = f"test split of the store evaluated; baselines fit on {fit_data}"
+            rule = f"{split} split of the store evaluated; baselines fit on {fit_data}"
         ev = EvalData(test, fit, str(data), rule, built_from=store_source_root(data))
     elif fit_data is not None:
         files = find_files(data, (".npz",)) or find_files(data, MIDI_SUFFIXES)

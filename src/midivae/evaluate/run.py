@@ -54,6 +54,7 @@ class EvalConfig:
     command: str = ""
     report_path: Path | None = None  # also write the markdown here (links relative to it)
     extra_models: tuple[str, ...] = field(default=())
+    split: str = "test"  # the split of a phrase store evaluated
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -105,7 +106,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None)
         raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed)
+    data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed, split=cfg.split)
     songs = data.test
     flat = flatten(songs)
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")

@@ -150,6 +150,22 @@ def pretrained_path() -> Path:
     return PRETRAINED_DIR
 
 
+def resolve_checkpoint_dir(path: str | os.PathLike[str] | None) -> Path:
+    """The checkpoint folder meant by ``path``: ``None`` or ``"shipped"`` is the pretrained model,
+    a run folder means its ``best/``."""
+    if path is None or str(path) == "shipped":
+        if not (PRETRAINED_DIR / CONFIG_FILE).is_file():
+            raise CheckpointError(
+                f"no pretrained model is shipped in {PRETRAINED_DIR} yet: train one with "
+                "`midivae train --data STORE --out RUN` and pass its checkpoint (RUN/best)"
+            )
+        return PRETRAINED_DIR
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file() and (path / "best" / CONFIG_FILE).is_file():
+        path = path / "best"
+    return path
+
+
 def load_model(
     path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
@@ -158,16 +174,7 @@ def load_model(
 ) -> Model:
     """Load a checkpoint directory (a training run's ``best/`` or ``last/``, or a run directory,
     whose ``best/`` is taken); ``None`` loads the pretrained model shipped with midivae."""
-    if path is None:
-        if not (PRETRAINED_DIR / CONFIG_FILE).is_file():
-            raise CheckpointError(
-                f"no pretrained model is shipped in {PRETRAINED_DIR} yet: train one with "
-                "`midivae train --data STORE --out RUN` and pass its checkpoint (RUN/best)"
-            )
-        path = PRETRAINED_DIR
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file() and (path / "best" / CONFIG_FILE).is_file():
-        path = path / "best"
+    path = resolve_checkpoint_dir(path)
     if threads:
         torch.set_num_threads(threads)
     return Model(load_checkpoint(path, device=device), batch_size=batch_size, device=device)

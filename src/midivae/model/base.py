@@ -106,6 +106,10 @@ class PhraseVAE(torch.nn.Module):
         penalised = torch.clamp(kl_dims, min=free_bits).sum() if free_bits > 0 else kl
         return {"loss": recon + beta * penalised, "recon": recon, "kl": kl}
 
+    #: True when ``loss`` wants batches of song pairs: rows ``i`` and ``i + n // 2`` are two
+    #: phrases of one song (the trainer then builds such batches and passes ``song_pairs=True``).
+    wants_song_pairs: bool = False
+
     def flops_per_sample(self) -> int | None:
         """Analytic forward multiply-add FLOPs per sample (2 per MAC), if the architecture knows it."""
         return None

@@ -45,6 +45,10 @@ class TrainConfig:
     grad_clip: float | None = None
     #: train on at most this many phrases of the train split (None: all); for quick runs and tests.
     train_limit: int | None = None
+    #: start from the weights of this checkpoint (a fresh optimizer; fine-tuning or training on
+    #: past a finished run's budget); the checkpoint's id is recorded in ``init_checkpoint_id``.
+    init_from: str | None = None
+    init_checkpoint_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:

@@ -77,6 +77,10 @@ class RetrievalConfig:
     #: on the scale of a few hundred nats); 0 turns augmentation off.
     contrast_weight: float = 1000.0
     temperature: float = 0.1
+    #: weight of a song-level NT-Xent: two phrases of one song must find each other among the
+    #: batch's songs (the trainer then builds batches of song pairs); 0: off. The phrase term
+    #: then also meets the other phrase of its song as a hard negative.
+    song_weight: float = 0.0
     #: log-variance is bounded above so the posterior can never become as wide as the prior
     #: space between songs (original protocol).
     max_logvar: float = -10.0
@@ -221,7 +225,7 @@ class RetrievalVAE(PhraseVAE):
             self.orch_encoder = BarEncoder(c, patch_dim=16, bar_dim=64)
             self.orch_stats = nn.Linear(BARS_PER_PHRASE * self.orch_encoder.out_dim, 2 * c.orch_dim)
         self.decoder = BarDecoder(c)
-
+        self.wants_song_pairs = c.song_weight > 0
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
@@ -262,7 +266,9 @@ class RetrievalVAE(PhraseVAE):
         # trainer seeds), so a seeded run is repeatable
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
-    def loss(self, x: Tensor, beta: float, free_bits: float | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, x: Tensor, beta: float, free_bits: float | None = None, song_pairs: bool = False
+    ) -> dict[str, Tensor]:
         c = self.config
         fb = c.free_bits if free_bits is None else free_bits
         mu, logvar = self.encode(x)
@@ -287,6 +293,11 @@ class RetrievalVAE(PhraseVAE):
             contrast = nt_xent(mu, mu_view, c.temperature)
             out["contrast"] = contrast
             total = total + c.contrast_weight * contrast
+        if song_pairs and c.song_weight > 0 and x.shape[0] > 3 and self.training:
+            h = x.shape[0] // 2
+            song = nt_xent(mu[:h], mu[h : 2 * h], c.temperature)
+            out["song"] = song
+            total = total + c.song_weight * song
         out["loss"] = total
         return out
 

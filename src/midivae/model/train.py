@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,24 @@ class Splits:
     val: np.ndarray
     val_source: str
     store: str
+    train_song: np.ndarray | None = None  # song number of each train row (for song pairs)
+
+    def song_partners(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For each train row, another train row of the same song (itself when the song has
+        one phrase), drawn uniformly."""
+        if self.train_song is None:
+            raise ValueError("song ids were not loaded")
+        order = np.argsort(self.train_song, kind="stable")
+        counts = np.bincount(self.train_song)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        where = np.empty_like(order)
+        where[order] = np.arange(order.size)
+        song = self.train_song[rows]
+        k = counts[song]
+        pick = (rng.random(rows.size) * np.maximum(k - 1, 1)).astype(np.int64)
+        own = where[rows] - starts[song]
+        pick = np.where((k > 1) & (pick >= own), pick + 1, np.where(k > 1, pick, own))
+        return order[starts[song] + pick]
 
 
 def load_splits(store_path: str | os.PathLike[str], config: TrainConfig) -> Splits:
@@ -149,7 +168,9 @@ def load_splits(store_path: str | os.PathLike[str], config: TrainConfig) -> Spli
         rng = np.random.default_rng([config.seed, 0xA1])
         if val_rows.size > config.val_size:
             val_rows = np.sort(rng.choice(val_rows, size=config.val_size, replace=False))
+        _, train_song = np.unique(np.asarray(store.song_ids(train_rows), dtype=object), return_inverse=True)
         return Splits(
+            train_song=train_song.astype(np.int64).reshape(-1),
             train=np.ascontiguousarray(store.packed(train_rows)),
             val=np.ascontiguousarray(store.packed(val_rows)),
             val_source=source,
@@ -325,6 +346,15 @@ def train(
             state.update(ckpt.load_training_state(resumed["from"], optimizer))
             if store_path is None:
                 store_path = state.get("store")
+        elif cfg.init_from is not None:
+            start = ckpt.load_checkpoint(cfg.init_from, device=device)
+            if start.name != cls.name:
+                raise CheckpointError(f"{cfg.init_from}: holds a {start.name!r} model, not {cls.name!r}")
+            try:
+                model.load_state_dict(start.state_dict())
+            except RuntimeError as exc:
+                raise CheckpointError(f"{cfg.init_from}: weights do not fit this model configuration ({exc})") from None
+            cfg = dataclasses.replace(cfg, init_checkpoint_id=start.checkpoint_id)
         if store_path is None:
             raise StoreError("no phrase store given (--data)")
         splits = load_splits(store_path, cfg)
@@ -364,12 +394,20 @@ def _run(
             for b in range(state["next_batch"], n_batches):
                 t0 = time.perf_counter()
                 torch.manual_seed(batch_seed(cfg.seed, epoch, b))
-                x = unpack_float(splits.train[np.sort(perm[b * bs : (b + 1) * bs])], device)
+                rows = np.sort(perm[b * bs : (b + 1) * bs])
+                pairs = model.wants_song_pairs and rows.size >= 4
+                if pairs:  # rows i and i + h: two phrases of one song
+                    anchors = rows[: rows.size // 2]
+                    rows = np.concatenate([anchors, splits.song_partners(anchors, np.random.default_rng(batch_seed(cfg.seed, epoch, b)))])
+                x = unpack_float(splits.train[rows], device)
                 anneal = min(1.0, (state["global_step"] + 1) / cfg.kl_anneal_steps) if cfg.kl_anneal_steps else 1.0
                 beta = cfg.beta * anneal
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, bf16):
-                    losses = model.loss(x, beta, free_bits=cfg.free_bits) if cfg.free_bits > 0 else model.loss(x, beta)
+                    extra: dict[str, Any] = {"song_pairs": True} if pairs else {}
+                    if cfg.free_bits > 0:
+                        extra["free_bits"] = cfg.free_bits
+                    losses = model.loss(x, beta, **extra)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, batch {b}: lower --lr?")
