@@ -161,3 +161,18 @@ def test_song_pair_term_only_with_song_batches() -> None:
     assert "song" not in plain
     torch.testing.assert_close(paired["loss"], plain["loss"] + 10.0 * paired["song"])
     assert "song" not in model.eval().loss(x, beta=0.1, song_pairs=True)
+
+
+def test_song_term_can_see_only_some_dims() -> None:
+    x = _phrases(8)
+    full = RetrievalVAE(dataclasses.replace(TINY, song_weight=1.0)).train()
+    part = RetrievalVAE(dataclasses.replace(TINY, song_weight=1.0, song_dims=4)).train()
+    part.load_state_dict(full.state_dict())
+    torch.manual_seed(0)
+    a = full.loss(x, beta=0.1, song_pairs=True)["song"]
+    torch.manual_seed(0)
+    b = part.loss(x, beta=0.1, song_pairs=True)["song"]
+    mu, _ = part.encode(x)
+    expected = nt_xent(mu[:4, :4], mu[4:, :4], TINY.temperature)
+    torch.testing.assert_close(b, expected)
+    assert not torch.isclose(a, b)

@@ -81,6 +81,9 @@ class RetrievalConfig:
     #: batch's songs (the trainer then builds batches of song pairs); 0: off. The phrase term
     #: then also meets the other phrase of its song as a hard negative.
     song_weight: float = 0.0
+    #: the song term sees only the first ``song_dims`` latent dims (0: all), so the others stay
+    #: free to tell apart the phrases of one song (near-repeats).
+    song_dims: int = 0
     #: log-variance is bounded above so the posterior can never become as wide as the prior
     #: space between songs (original protocol).
     max_logvar: float = -10.0
@@ -295,7 +298,8 @@ class RetrievalVAE(PhraseVAE):
             total = total + c.contrast_weight * contrast
         if song_pairs and c.song_weight > 0 and x.shape[0] > 3 and self.training:
             h = x.shape[0] // 2
-            song = nt_xent(mu[:h], mu[h : 2 * h], c.temperature)
+            part = mu[:, : c.song_dims] if c.song_dims > 0 else mu
+            song = nt_xent(part[:h], part[h : 2 * h], c.temperature)
             out["song"] = song
             total = total + c.song_weight * song
         out["loss"] = total
