@@ -124,3 +124,22 @@ def test_hnsw_compacts_after_many_removals(rng, tmp_path):
     assert index.n_dead == 0 and len(index) == 250
     _, got = index.search(base[200:201], 1)
     assert got[0, 0] == 200
+
+
+def test_tune_search_settings(rng):
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    ids = np.arange(500, dtype=np.int64)
+    hnsw = FaissIndex(8, IndexSpec(kind="hnsw"))
+    hnsw.add(ids, x)
+    exact = FaissIndex(8)
+    exact.add(ids, x)
+    _, want = exact.search(x[:20], 10)
+    hnsw.tune(ef_search=500)  # a candidate list as large as the index: exact results
+    _, got = hnsw.search(x[:20], 10)
+    assert np.array_equal(np.sort(got, axis=1), np.sort(want, axis=1))
+    with pytest.raises(VectorIndexError, match="hnsw"):
+        exact.tune(ef_search=10)
+    with pytest.raises(VectorIndexError, match="ivf"):
+        hnsw.tune(nprobe=4)
+    with pytest.raises(VectorIndexError, match=">= 1"):
+        hnsw.tune(ef_search=0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from midivae.cli.common import echo_json, json_option, progress_enabled, quiet_option
+from midivae.errors import VectorIndexError
 
 
 def _encoder_loader(checkpoint: str | None):
@@ -117,8 +118,12 @@ def register(main: click.Group) -> None:
     @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="mean", show_default=True,
                   help="Song distance: the best phrase pair, or the mean over query phrases of the nearest.")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
+    @click.option("--ef-search", type=click.IntRange(1, 100_000), default=None,
+                  help="HNSW indexes: candidates kept per query (higher = better recall, slower) [as built].")
+    @click.option("--nprobe", type=click.IntRange(1, 100_000), default=None,
+                  help="IVF indexes: inverted lists probed per query [as built].")
     @json_option
-    def search_cmd(query, index, k, bars, any_key, rule, checkpoint, as_json) -> None:
+    def search_cmd(query, index, k, bars, any_key, rule, checkpoint, ef_search, nprobe, as_json) -> None:
         """Find the songs of INDEX most like QUERY (a MIDI file, an LPD .npz, or a song id in INDEX)."""
         from midivae.index import LatentIndex, search
         from midivae.index.search import parse_bars
@@ -126,6 +131,11 @@ def register(main: click.Group) -> None:
         with LatentIndex.open(Path(index)) as ix:
             ckpt = checkpoint or ix.meta.get("checkpoint") or (
                 ix.checkpoint_id if ix.checkpoint_id.startswith("builtin:") else None)
+            if ef_search is not None or nprobe is not None:
+                tune = getattr(ix.phrases, "tune", None)
+                if tune is None:
+                    raise VectorIndexError(f"{index}: this index backend has no search-time settings")
+                tune(ef_search=ef_search, nprobe=nprobe)
             result = search(ix, query, _encoder_loader(ckpt), k=k, bars=parse_bars(bars), any_key=any_key, rule=rule)
         if as_json:
             echo_json(result.to_dict())

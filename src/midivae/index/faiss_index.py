@@ -73,6 +73,7 @@ class FaissIndex:
             raise VectorIndexError(f"vector dimension must be positive, got {dim}")
         self.dim = int(dim)
         self.spec = spec
+        self._tuned: dict[str, int] = {}
         self.metric = spec.metric
         self._vectors = np.zeros((0, self.dim), dtype=np.float32)  # one row per slot
         self._slot_ids = np.zeros(0, dtype=np.int64)
@@ -203,13 +204,25 @@ class FaissIndex:
         return int(slots.size)
 
     # ---- search ---------------------------------------------------------------------------------
+    def tune(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Search-time recall/speed knobs of the approximate kinds for this open index (never
+        saved): HNSW's candidate list ``ef_search``, IVF's probed lists ``nprobe``."""
+        for name, value, kind in (("ef_search", ef_search, "hnsw"), ("nprobe", nprobe, "ivf")):
+            if value is None:
+                continue
+            if self.spec.kind != kind:
+                raise VectorIndexError(f"{name} applies to {kind} indexes; this one is {self.spec.kind}")
+            if value < 1:
+                raise VectorIndexError(f"{name} must be >= 1, got {value}")
+            self._tuned[name] = int(value)
+
     def _params(self, ef_search: int | None, nprobe: int | None) -> faiss.SearchParameters | None:
         if self.spec.kind == "hnsw":
             params = faiss.SearchParametersHNSW()
-            params.efSearch = int(ef_search or self.spec.ef_search)
+            params.efSearch = int(ef_search or self._tuned.get("ef_search") or self.spec.ef_search)
         elif self.spec.kind == "ivf":
             params = faiss.SearchParametersIVF()
-            params.nprobe = int(nprobe or min(self.spec.ivf_nprobe, self._faiss.nlist))
+            params.nprobe = int(nprobe or min(self._tuned.get("nprobe") or self.spec.ivf_nprobe, self._faiss.nlist))
         else:
             params = None
         if self.n_dead:
