@@ -7,7 +7,11 @@ Rows, all in one run on the same real LPD-5 phrases:
   default Adam, bool -> float per batch), a naive Python loop;
 * midivae: the trainer's own step (midivae.model.train: LUT unpack from bit-packed rows,
   channels-last, fused BCE, fused Adam), at two batch sizes;
-* encode: phrases/s of midivae.load_model(...).encode (numpy in/out) and of the plain model.
+* encode: phrases/s of midivae.load_model(...).encode (numpy in/out) and of the plain model;
+* bf16: the trainer step and encoding under bf16 autocast, measured where the CPU has native bf16
+  (avx512_bf16 / amx_bf16; `--bf16 on` forces it elsewhere, where it is emulated and slow);
+* shipped: the shipped `retrieval` model's training step and encoding (what `midivae train
+  --arch retrieval` and `midivae index build` run), for scale.
 
 The machine is shared, so besides wall-clock samples/s the table gives CPU-time-normalised
 samples/s (samples / (process CPU seconds / threads)): what the same work would reach with the
@@ -31,7 +35,7 @@ from torch import nn
 from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_PHRASE
 from midivae.data.store import pack
 from midivae.model.reference import ReferenceConfig, ReferenceVAE
-from midivae.model.train import cpu_flags, make_optimizer, unpack_float
+from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_float
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +102,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=8, help="timed optimizer steps per row")
     ap.add_argument("--songs", type=int, default=40, help="LPD-5 songs read for real phrases")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="bf16 autocast rows: auto = only where the CPU has native bf16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     flags = cpu_flags()
@@ -135,21 +141,27 @@ def main() -> None:
             opt.step()
 
         rows.append((f"plain (fp32, NCHW, library BCE, Adam), batch {bs}", "train", *timed(plain_step, bs, args.steps, args.threads)))
-    # midivae trainer step
-    for bs in (128, 256):
-        torch.manual_seed(0)
-        model = ReferenceVAE(config).to(memory_format=torch.channels_last)
-        opt = make_optimizer(model, 1e-3)
-        cpu = torch.device("cpu")
+    # midivae trainer step (fp32, and bf16 autocast where the CPU has it natively)
+    native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    bf16_modes = [False] + ([True] if args.bf16 == "on" or (args.bf16 == "auto" and native_bf16) else [])
+    cpu = torch.device("cpu")
+    for bf16 in bf16_modes:
+        for bs in (128, 256):
+            torch.manual_seed(0)
+            model = ReferenceVAE(config).to(memory_format=torch.channels_last)
+            opt = make_optimizer(model, 1e-3)
 
-        def step():
-            x = unpack_float(packed[batch_indices(bs)], cpu)
-            opt.zero_grad(set_to_none=True)
-            model.loss(x, 1.0)["loss"].backward()
-            opt.step()
+            def step():
+                x = unpack_float(packed[batch_indices(bs)], cpu)
+                opt.zero_grad(set_to_none=True)
+                with autocast(cpu, bf16):
+                    loss = model.loss(x, 1.0)["loss"]
+                loss.backward()
+                opt.step()
 
-        rows.append((f"midivae trainer step (channels-last, fused BCE + Adam), batch {bs}", "train",
-                     *timed(step, bs, max(2, args.steps * 64 // bs), args.threads)))
+            precision = "bf16 autocast" if bf16 else "fp32"
+            rows.append((f"midivae trainer step ({precision}, channels-last, fused BCE + Adam), batch {bs}", "train",
+                         *timed(step, bs, max(2, args.steps * 64 // bs), args.threads)))
     # encoding
     from midivae.model.api import Model
 
@@ -167,10 +179,37 @@ def main() -> None:
                 plain.encode(torch.from_numpy(phrases[i : i + 64]).float())
 
     rows.append(("plain encode (no_grad, NCHW), batch 64", "encode", *timed(plain_encode, len(phrases), 2, args.threads)))
-    if flags & {"avx512_bf16", "amx_bf16"}:
-        print("bf16: this CPU has native bf16; `--precision auto` uses bf16 autocast")
-    else:
+    if len(bf16_modes) > 1:
+        def bf16_encode():
+            with autocast(cpu, True):
+                api.encode_mean(phrases)
+
+        rows.append(("midivae Model.encode_mean under bf16 autocast, batch 256", "encode",
+                     *timed(bf16_encode, len(phrases), 2, args.threads)))
+    if native_bf16:
+        print("bf16: this CPU has native bf16; `--precision auto` trains under bf16 autocast")
+    elif len(bf16_modes) == 1:
         print("bf16 autocast: not measured, off by default: no avx512_bf16/amx_bf16 on this CPU (emulated, ~10x slower)")
+    ref_rows = len(rows)
+    # the shipped retrieval model, for scale (not the reference design)
+    from midivae.model import load_model
+
+    shipped = load_model()
+    net = shipped.vae
+    net.train()
+    ropt = make_optimizer(net, 1e-3)
+
+    def retrieval_step():
+        x = unpack_float(packed[batch_indices(128)], cpu)
+        ropt.zero_grad(set_to_none=True)
+        net.loss(x, 0.1)["loss"].backward()
+        ropt.step()
+
+    rows.append((f"shipped `retrieval` model ({net.checkpoint_id}) trainer step, batch 128", "train (shipped)",
+                 *timed(retrieval_step, 128, max(2, args.steps // 2), args.threads)))
+    net.eval()
+    rows.append(("shipped `retrieval` model Model.encode_mean, batch 256", "encode (shipped)",
+                 *timed(lambda: shipped.encode_mean(phrases), len(phrases), 2, args.threads)))
 
     print()
     print("| implementation | task | samples/s (wall) | samples/s (CPU-normalised) |")
@@ -178,7 +217,7 @@ def main() -> None:
     for name, task, wall, cpu in rows:
         print(f"| {name} | {task} | {wall:,.0f} | {cpu:,.0f} |")
     plain_cpu = rows[0][3]
-    best_cpu = max(r[3] for r in rows if r[1] == "train")
+    best_cpu = max(r[3] for r in rows[:ref_rows] if r[1] == "train")
     print(f"\ntrainer / plain (CPU-normalised): {best_cpu / plain_cpu:.2f}x; "
           f"targets: >= 1,000 training samples/s, >= 5,000 encoded phrases/s")
 
