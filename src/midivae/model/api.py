@@ -69,7 +69,8 @@ class Model:
             raise ValueError(f"phrases must have shape (n, {', '.join(map(str, PHRASE_SHAPE))}), got {arr.shape}")
         if arr.dtype == bool:
             arr = arr.view(np.uint8)
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).float()
+        x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+        return x if self.vae.encodes_uint8 and x.dtype == torch.uint8 else x.float()
 
     @torch.inference_mode()
     def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

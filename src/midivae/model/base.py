@@ -106,6 +106,10 @@ class PhraseVAE(torch.nn.Module):
         penalised = torch.clamp(kl_dims, min=free_bits).sum() if free_bits > 0 else kl
         return {"loss": recon + beta * penalised, "recon": recon, "kl": kl}
 
+    #: True when ``encode`` takes uint8 0/1 phrases as they are (the API then skips a float copy
+    #: of all 80,640 cells, a third of the retrieval encoder's time).
+    encodes_uint8: bool = False
+
     #: True when ``loss`` wants batches of song pairs: rows ``i`` and ``i + n // 2`` are two
     #: phrases of one song (the trainer then builds such batches and passes ``song_pairs=True``).
     wants_song_pairs: bool = False

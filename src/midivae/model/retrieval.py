@@ -211,6 +211,7 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float) -> Tensor:
 class RetrievalVAE(PhraseVAE):
     name = "retrieval"
     Config = RetrievalConfig
+    encodes_uint8 = True  # the time max-pool runs on the 0/1 bytes, then one float copy of a third
 
     def __init__(self, config: RetrievalConfig | None = None) -> None:
         super().__init__(config or RetrievalConfig())
