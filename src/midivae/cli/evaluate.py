@@ -33,7 +33,7 @@ def register(main: click.Group) -> None:
               "bag_of_bars_pca, random (default: all).")
 @click.option("--max-songs", type=int, default=None, help="Evaluate at most N songs (a seeded random subset).")
 @click.option("--fit-data", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Songs the PCA baselines fit on (default: the store's train split, or a hash-chosen 30%% of a folder).")
+              help="Songs the PCA baselines fit on (default: the store's train split, or a hash-chosen 30% of a folder).")
 @click.option("--max-fit-songs", type=int, default=200, show_default=True, help="Songs used to fit the PCA baselines.")
 @click.option("--versions-csv", type=click.Path(exists=True, path_type=Path), default=None,
               help="CSV file,song of a folder of MIDI versions (default: a folder generated from the evaluated songs).")
