@@ -124,6 +124,56 @@ def test_version_folder_round_trip(make_songs, tmp_path):
     assert np.array_equal(by_name["song03.mid"].phrases, songs[3].phrases)
 
 
+def _song_roll(seed: int = 0, bars: int = 32) -> np.ndarray:
+    """A song roll with short notes on every track (one onset per beat, varying pitch)."""
+    from midivae.constants import N_PITCHES, N_TRACKS, STEPS_PER_BAR
+
+    rng = np.random.default_rng(seed)
+    roll = np.zeros((bars * STEPS_PER_BAR, N_PITCHES, N_TRACKS), dtype=bool)
+    beat = STEPS_PER_BAR // 4
+    for t in range(N_TRACKS):
+        for b in range(bars * 4):
+            roll[b * beat : b * beat + 6, rng.integers(20, 60), t] = True
+    return roll
+
+
+def test_hard_versions_change_the_form():
+    from dataclasses import replace
+
+    from midivae.constants import STEPS_PER_BAR
+    from midivae.evaluate.versions import VERSION_PRESETS, rerender
+
+    roll = _song_roll()
+    beat = STEPS_PER_BAR // 4
+    only = replace(VERSION_PRESETS["basic"], p_each=0.0, drop_fraction=0.0, jitter_fraction=0.0, revoice_fraction=0.0,
+                   max_transpose=1)
+    # p_each 0 still applies one random note-level kind; seeds where it is the bar shift or the
+    # transposition are fine for these checks, which look at time and track structure only
+    onsets = lambda r: np.flatnonzero(r.any(axis=(1, 2)))  # noqa: E731
+    # beat shift: notes that sat on bar lines now sit on another beat of the bar
+    downbeats = np.zeros_like(roll)
+    downbeats[::STEPS_PER_BAR] = roll[::STEPS_PER_BAR]
+    for seed in range(4):
+        steps = onsets(rerender(downbeats, np.random.default_rng(seed), replace(only, p_beat_shift=1.0)))
+        assert len(steps) and (steps % beat == 0).all() and (steps % STEPS_PER_BAR != 0).all()
+    # double / half time: the song is about twice / half as long
+    lengths = {len(rerender(roll, np.random.default_rng(s), replace(only, p_time_scale=1.0))) for s in range(12)}
+    assert any(n >= 1.9 * len(roll) for n in lengths) and any(n <= 0.6 * len(roll) + 3 * STEPS_PER_BAR for n in lengths)
+    # a part left out: one pitched track silent, drums kept
+    r = rerender(roll, np.random.default_rng(0), replace(only, p_drop_track=1.0))
+    assert r[..., 0].any() and (~r.any(axis=(0, 1))).sum() >= 1
+    # a section cut or repeated: length changes by one 8-bar section (+- the bar shift)
+    diffs = {len(rerender(roll, np.random.default_rng(s), replace(only, p_cut_section=1.0))) - len(roll) for s in range(12)}
+    assert any(d <= -5 * STEPS_PER_BAR for d in diffs) and any(d >= 5 * STEPS_PER_BAR for d in diffs)
+
+
+def test_basic_versions_are_note_level_only():
+    from midivae.evaluate.versions import VERSION_PRESETS
+
+    b = VERSION_PRESETS["basic"]
+    assert b.p_beat_shift == b.p_drop_track == b.p_time_scale == b.p_cut_section == 0.0
+
+
 class PerfectModel:
     """A lookup 'autoencoder': latent = the phrase's id, decode gives it back exactly."""
 

@@ -39,6 +39,9 @@ def register(main: click.Group) -> None:
               help="CSV file,song of a folder of MIDI versions (default: a folder generated from the evaluated songs).")
 @click.option("--versions-dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="Folder of the version files (default: the CSV's folder).")
+@click.option("--versions-preset", type=click.Choice(["basic", "hard"]), default="hard", show_default=True,
+              help="How generated versions differ from their song: basic = note-level changes; hard = also bar "
+                   "lines on another beat, a part left out, double/half time, a section cut or repeated.")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="AllMusic id_list_*.txt folder (default: $MIDIVAE_DATA/lpd5/labels/amg).")
 @click.option("--robustness-queries", type=int, default=1000, show_default=True, help="Sampled phrases altered per alteration.")
@@ -48,7 +51,7 @@ def register(main: click.Group) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
 def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
-             versions_dir, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet) -> None:
+             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet) -> None:
     """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
     bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
     OUT/report.md, OUT/metrics.json and PNG plots."""
@@ -67,7 +70,7 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
     cfg = EvalConfig(
         data=data, out=out, checkpoint=checkpoint, use_model=not no_model, tasks=split(tasks, TASKS),
         baselines=split(baselines, BASELINE_NAMES), max_songs=max_songs, max_fit_songs=max_fit_songs,
-        fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, labels_dir=labels_dir,
+        fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, versions_preset=versions_preset, labels_dir=labels_dir,
         robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
         report_path=report_path, split=split_name, extra_models=tuple(compare),
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",

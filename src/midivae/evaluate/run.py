@@ -44,6 +44,7 @@ class EvalConfig:
     versions_csv: Path | None = None
     versions_dir: Path | None = None
     versioned_songs: int = 100
+    versions_preset: str = "hard"  # how generated versions differ (midivae.evaluate.versions.VERSION_PRESETS)
     labels_dir: Path | None = None
     protocol_songs: int = T.ORIGINAL_PROTOCOL_SONGS
     robustness_queries: int = 1000
@@ -199,7 +200,7 @@ def _song_subset_vectors(songs, vecs, labels):
 
 
 def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
-    from midivae.evaluate.versions import load_versions, make_version_folder
+    from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
 
     if cfg.versions_csv is not None:
         folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
@@ -209,13 +210,16 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
         tmp_dirs.append(tmp)
         chosen = pick(songs, None, cfg.seed)
-        csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed)
+        csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed,
+                                       cfg=VERSION_PRESETS[cfg.versions_preset])
         vs = load_versions(tmp, csv_path)
         note = (f"generated: every evaluated song written as MIDI; the first {min(cfg.versioned_songs, len(songs))} "
-                "also as an independently altered re-rendering (see versions.py); the rest are distractors. "
-                "These re-renderings use the same kinds of change (transposition, re-voicing, dropped notes, a moved "
-                "track, jitter, a bar offset) that a model may have been trained to ignore, so they can flatter a "
-                "model; real transcriptions (--versions-csv) are the real test")
+                f"also as an independently altered re-rendering (preset `{cfg.versions_preset}`, see versions.py); "
+                "the rest are distractors. These re-renderings use note-level changes (transposition, re-voicing, "
+                "dropped notes, a moved track, jitter, a bar offset) that a model may have been trained to ignore"
+                + (", and form changes (bar lines on another beat, a part left out, double or half time, a section "
+                   "cut or repeated)" if cfg.versions_preset == "hard" else "")
+                + ", so they can flatter a model; real transcriptions (--versions-csv) are the real test")
     log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
     return vs, note
 

@@ -87,7 +87,14 @@ def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
 
 @dataclass(frozen=True)
 class AlterConfig:
-    """How different a generated re-rendering is from the original."""
+    """How different a generated re-rendering is from the original.
+
+    The first six kinds (each applied with ``p_each``) are note-level changes of the kind a model
+    may be trained to ignore. The ``p_*`` kinds after them change the song's *form* the way real
+    transcriptions of one song differ, and are off in the ``basic`` preset: bar lines that fall
+    on another beat (a pickup transcribed differently), a part left out, a song written at double
+    or half time, a section cut or played twice.
+    """
 
     max_transpose: int = 5
     revoice_fraction: float = 0.25  # pitched notes moved by an octave
@@ -95,6 +102,18 @@ class AlterConfig:
     jitter_fraction: float = 0.3  # notes whose onset moves by one step
     max_bar_shift: int = 3  # the version starts up to this many bars earlier/later
     p_each: float = 0.5  # each kind of change is applied with this probability (at least one is)
+    p_beat_shift: float = 0.0  # shifted by 1-3 beats, so every bar line falls elsewhere
+    p_drop_track: float = 0.0  # one pitched track left out (where two or more tracks remain)
+    p_time_scale: float = 0.0  # written at double time (every step x2) or half time (/2)
+    p_cut_section: float = 0.0  # an 8-bar section removed or played twice
+    section_bars: int = 8
+
+
+#: ``basic``: note-level changes only (the default so far); ``hard``: also the form changes.
+VERSION_PRESETS: dict[str, AlterConfig] = {
+    "basic": AlterConfig(),
+    "hard": AlterConfig(p_beat_shift=0.7, p_drop_track=0.4, p_time_scale=0.25, p_cut_section=0.5),
+}
 
 
 def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = AlterConfig()) -> np.ndarray:
@@ -124,14 +143,56 @@ def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = Alte
     start, end = start + jitter, end + jitter
     # drop some notes
     keep = rng.random(n) >= cfg.drop_fraction * kinds[4]
-    keep &= (pitch >= LOWEST_PITCH) & (pitch < LOWEST_PITCH + N_PITCHES) & (start >= 0)
-    # start on another bar: prepend silence or cut the first bars
+    # form changes (off in the basic preset; no random draw when off, so basic stays as it was)
+    keep &= _drop_track_mask(track, rng, cfg.p_drop_track)
+    idx, start, end = _cut_section(start, end, rng, cfg)
+    track, pitch, keep = track[idx], pitch[idx], keep[idx]
+    if cfg.p_time_scale > 0 and rng.random() < cfg.p_time_scale:
+        if rng.random() < 0.5:  # double time: every step twice as long
+            start, end = start * 2, end * 2
+        else:  # half time
+            start, end = start // 2, np.maximum(end // 2, start // 2 + 1)
+    # start on another bar (prepend silence or cut the first bars), and/or on another beat
     bars = int(rng.choice([b for b in range(-cfg.max_bar_shift, cfg.max_bar_shift + 1) if b != 0])) * int(kinds[5])
-    offset = bars * STEPS_PER_BAR
+    beats = int(rng.choice([-3, -2, -1, 1, 2, 3])) if cfg.p_beat_shift > 0 and rng.random() < cfg.p_beat_shift else 0
+    offset = bars * STEPS_PER_BAR + beats * (STEPS_PER_BAR // 4)
     start, end = start + offset, end + offset
-    keep &= start >= 0
+    keep &= (pitch >= LOWEST_PITCH) & (pitch < LOWEST_PITCH + N_PITCHES) & (start >= 0)
     out = Notes(track[keep], pitch[keep], start[keep], np.maximum(end[keep], start[keep] + 1), tpq=notes.tpq)
     return notes_to_roll(out)
+
+
+def _drop_track_mask(track: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Notes kept when, with probability ``p``, one pitched track is left out (never the last
+    remaining track)."""
+    keep = np.ones(track.shape, dtype=bool)
+    present = np.unique(track)
+    if p <= 0 or rng.random() >= p or len(present) < 2:
+        return keep
+    candidates = [t for t in PITCHED_TRACKS if t in present]
+    if not candidates:
+        return keep
+    return track != int(rng.choice(candidates))
+
+
+def _cut_section(start: np.ndarray, end: np.ndarray, rng: np.random.Generator, cfg: AlterConfig):
+    """With probability ``p_cut_section``, an aligned ``section_bars`` section is removed (later
+    notes move earlier) or played twice (its notes repeated, later notes move later).
+    Returns the index of the original note behind every output note, and the new times."""
+    idx = np.arange(start.shape[0])
+    span = cfg.section_bars * STEPS_PER_BAR
+    n_sections = int(start.max(initial=0)) // span
+    if cfg.p_cut_section <= 0 or rng.random() >= cfg.p_cut_section or n_sections < 2:
+        return idx, start, end
+    a = int(rng.integers(0, n_sections)) * span
+    inside = (start >= a) & (start < a + span)
+    move = np.where(start >= a + span, span, 0)
+    if rng.random() < 0.5:  # removed
+        kept = ~inside
+        return idx[kept], (start - move)[kept], (end - move)[kept]
+    rep = idx[inside]
+    return (np.concatenate([idx, rep]), np.concatenate([start + move, start[rep] + span]),
+            np.concatenate([end + move, end[rep] + span]))
 
 
 def make_version_folder(
