@@ -176,3 +176,32 @@ def test_song_term_can_see_only_some_dims() -> None:
     expected = nt_xent(mu[:4, :4], mu[4:, :4], TINY.temperature)
     torch.testing.assert_close(b, expected)
     assert not torch.isclose(a, b)
+
+
+@pytest.mark.parametrize("changes", [{}, {"orch_dim": 0}, {"merge_pitched": True, "orch_dim": 0, "linear_dim": 8}, {"linear_dim": 8}])
+def test_bar_encoder_patches_match_a_plain_gather(changes) -> None:
+    """The encoder gathers patches straight from a strided view (bytes in, one float copy): it must
+    see exactly the patches a plain reshape of float bars gives, for every channel layout."""
+    import torch.nn.functional as F
+
+    from midivae.constants import BASS, DRUMS, STRINGS
+    from midivae.model import retrieval as R
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, **changes)
+    enc = R.BarEncoder(cfg, content_only=cfg.orch_dim > 0).eval()
+    bars = (torch.rand(5, 16, 84, 5) < 0.05).to(torch.uint8)
+    pooled = bars.float()
+    merged = pooled[..., [PIANO, GUITAR, STRINGS]].amax(-1, keepdim=True)
+    if enc.content_only:
+        pooled = torch.cat([pooled[..., [DRUMS, BASS]], merged], -1)
+    elif enc.merge:
+        pooled = torch.cat([pooled, merged], -1)
+    ch = pooled.shape[-1]
+    patches = pooled.reshape(5, 4, 4, 7, 12 * ch).transpose(2, 3).reshape(5, 28, -1)
+    with torch.no_grad():
+        want = F.gelu(enc.fc(F.gelu(enc.patch(patches)).reshape(5, -1)))
+        if enc.linear is not None:
+            want = torch.cat([want, enc.linear(F.normalize(pooled.reshape(5, -1), dim=1))], 1)
+        assert torch.allclose(enc(bars), want, atol=1e-6)
+        assert torch.allclose(enc(bars.float()), want, atol=1e-6)

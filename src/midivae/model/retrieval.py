@@ -46,7 +46,6 @@ from midivae.model.base import PhraseVAE, register
 _POOL_T = 3  # encoder time pooling: 48 -> 16 steps per bar (sixteenth notes)
 _PT, _PP = 4, 12  # encoder patch: 4 sixteenths (a beat) x 12 pitches (an octave) x all tracks
 _GT, _GP = STEPS_PER_BAR // _POOL_T // _PT, N_PITCHES // _PP  # encoder patch grid per bar: 4 x 7
-_MERGED = (PIANO, GUITAR, STRINGS)  # tracks merged into the extra encoder channel
 _DGT = 8  # decoder patch grid per bar: 8 x 7 ...
 _DT = STEPS_PER_BAR // _DGT  # ... of 6 steps x 12 pitches x all tracks
 
@@ -145,21 +144,36 @@ class BarEncoder(nn.Module):
         self.out_dim = bar_dim + (c.linear_dim if self.linear is not None else 0)
 
     def forward(self, pooled: Tensor) -> Tensor:
+        """``pooled`` may be float or the 0/1 bytes: the patches are gathered (one copy, channel
+        selection and patch order in the same pass) before the conversion to float."""
         m = pooled.shape[0]
-        if self.merge or self.content_only:
-            merged = pooled[..., list(_MERGED)].amax(dim=-1, keepdim=True)
-            if self.content_only:  # drums, bass, and piano/guitar/strings as one instrument
-                pooled = torch.cat([pooled[..., [DRUMS, BASS]], merged], dim=-1)
-            else:
-                pooled = torch.cat([pooled, merged], dim=-1)
-        ch = pooled.shape[-1]
-        h = pooled.reshape(m, _GT, _PT, _GP, _PP * ch).transpose(2, 3).reshape(m, _GT * _GP, -1)
-        h = F.gelu(self.patch(h))
+        # (m, 16, 84, T) -> view (m, 4 beats, 7 octaves, 4 sixteenths, 12 pitches, T): no copy
+        v = pooled.reshape(m, _GT, _PT, _GP, _PP, pooled.shape[-1]).transpose(2, 3)
+        dtype = self.patch.weight.dtype
+        if self.content_only:  # drums, bass, and piano/guitar/strings as one instrument
+            parts = (v[..., DRUMS], v[..., BASS], _merged(v))
+        elif self.merge:
+            parts = (*v.unbind(-1), _merged(v))
+        else:
+            parts = None
+        if parts is None:
+            patches = torch.empty(v.shape, dtype=dtype, device=v.device).copy_(v)
+        else:
+            patches = torch.empty((*v.shape[:-1], len(parts)), dtype=dtype, device=v.device)
+            for i, part in enumerate(parts):
+                patches[..., i].copy_(part)
+        h = F.gelu(self.patch(patches.reshape(m, _GT * _GP, -1)))
         h = F.gelu(self.fc(h.reshape(m, -1)))
         if self.linear is None:
             return h
-        flat = F.normalize(pooled.reshape(m, -1), dim=1)
-        return torch.cat([h, self.linear(flat)], dim=1)
+        # the whole bar in its (time, pitch, channel) order, as the linear path was trained
+        flat = patches.transpose(2, 3).reshape(m, -1)
+        return torch.cat([h, self.linear(F.normalize(flat, dim=1))], dim=1)
+
+
+def _merged(v: Tensor) -> Tensor:
+    """Piano, guitar and strings merged into one channel (max), last axis dropped."""
+    return torch.maximum(torch.maximum(v[..., PIANO], v[..., GUITAR]), v[..., STRINGS])
 
 
 class BarDecoder(nn.Module):
@@ -234,10 +248,10 @@ class RetrievalVAE(PhraseVAE):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
         pooled = x.reshape(n * BARS_PER_PHRASE, STEPS_PER_BAR // _POOL_T, _POOL_T, N_PITCHES, N_TRACKS).amax(dim=2)
-        return self._encode_pooled(pooled.float())
+        return self._encode_pooled(pooled)
 
     def _encode_pooled(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior from time-pooled bars ``(n * 4, 16, 84, tracks)`` float."""
+        """Posterior from time-pooled bars ``(n * 4, 16, 84, tracks)``, float or 0/1 bytes."""
         c = self.config
         n = pooled.shape[0] // BARS_PER_PHRASE
         h = self.bar_encoder(pooled).reshape(n, BARS_PER_PHRASE, -1)
