@@ -205,3 +205,25 @@ def test_bar_encoder_patches_match_a_plain_gather(changes) -> None:
             want = torch.cat([want, enc.linear(F.normalize(pooled.reshape(5, -1), dim=1))], 1)
         assert torch.allclose(enc(bars), want, atol=1e-6)
         assert torch.allclose(enc(bars.float()), want, atol=1e-6)
+
+
+def test_order_dims_see_bar_order_and_start_from_the_model_without_them() -> None:
+    torch.manual_seed(0)
+    base = RetrievalVAE(TINY).eval()
+    cfg = dataclasses.replace(TINY, latent_dim=TINY.latent_dim + 6, order_dim=6)
+    model = RetrievalVAE(cfg).eval()
+    model.load_state_dict(model.init_state_from(base.state_dict()))
+    x = _phrases(4, seed=3)
+    with torch.no_grad():
+        mu, _ = model.encode(x)
+        mu0, _ = base.encode(x)
+        # adapted: the old latent, then order dims at zero; decoding ignores them
+        assert torch.allclose(mu[:, : TINY.latent_dim], mu0) and torch.all(mu[:, TINY.latent_dim :] == 0)
+        assert torch.allclose(model.decode(mu), base.decode(mu0), atol=1e-6)
+        # once trained (here: random weights), only the order dims depend on the order of the bars
+        torch.nn.init.normal_(model.order_stats.weight)
+        rolled = torch.roll(x, shifts=1, dims=1)
+        a, b = model.encode(x)[0], model.encode(rolled)[0]
+    k = TINY.latent_dim
+    assert torch.allclose(a[:, : k - TINY.orch_dim], b[:, : k - TINY.orch_dim], atol=1e-5)
+    assert not torch.allclose(a[:, k:], b[:, k:], atol=1e-3)

@@ -75,6 +75,11 @@ class PhraseVAE(torch.nn.Module):
         """The posterior mean alone (what an index stores); override where that is cheaper."""
         return self.encode(x)[0]
 
+    def init_state_from(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights of another configuration of this architecture, adapted to this one where the
+        architecture knows how (``train --init-from``); by default they are used as they are."""
+        return state
+
     # --- shared -------------------------------------------------------------------------------
     @staticmethod
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -69,6 +69,12 @@ class RetrievalConfig:
     #: much per dim in a distance (the decoder scales it back up).
     orch_dim: int = 16
     orch_scale: float = 0.25
+    #: with order_dim > 0 the latent ends with an *order-aware* part: a linear map of the 4 bar
+    #: features in order (the rest of the latent is a mean over bars, so it cannot tell a phrase
+    #: from a bar-shifted repeat of it), scaled by order_scale like the orchestration part. Its
+    #: weights start at zero, so a model fine-tuned from one without it starts where it was.
+    order_dim: int = 0
+    order_scale: float = 0.25
     #: "mix": mean of bar features + a linear map of their concatenation (order-aware);
     #: "mean": mean only (fully order-free latent; the decoder then cannot order the bars).
     pooling: str = "mean"
@@ -232,9 +238,9 @@ class RetrievalVAE(PhraseVAE):
         c = self.config
         if c.pooling not in ("mix", "mean"):
             raise ValueError(f"pooling must be 'mix' or 'mean', got {c.pooling!r}")
-        if not 0 <= c.orch_dim < c.latent_dim:
-            raise ValueError("orch_dim must be in [0, latent_dim)")
-        content = c.latent_dim - c.orch_dim
+        if c.orch_dim < 0 or c.order_dim < 0 or c.orch_dim + c.order_dim >= c.latent_dim:
+            raise ValueError("orch_dim and order_dim must be >= 0 and leave content dims in latent_dim")
+        content = c.latent_dim - c.orch_dim - c.order_dim
         self.bar_encoder = BarEncoder(c, content_only=c.orch_dim > 0)
         feat = self.bar_encoder.out_dim
         self.to_stats = nn.Linear(feat, 2 * content)
@@ -242,6 +248,10 @@ class RetrievalVAE(PhraseVAE):
         if c.orch_dim > 0:
             self.orch_encoder = BarEncoder(c, patch_dim=16, bar_dim=64)
             self.orch_stats = nn.Linear(BARS_PER_PHRASE * self.orch_encoder.out_dim, 2 * c.orch_dim)
+        if c.order_dim > 0:
+            self.order_stats = nn.Linear(BARS_PER_PHRASE * feat, 2 * c.order_dim)
+            nn.init.zeros_(self.order_stats.weight)
+            nn.init.zeros_(self.order_stats.bias)
         self.decoder = BarDecoder(c)
         self.wants_song_pairs = c.song_weight > 0
 
@@ -264,16 +274,36 @@ class RetrievalVAE(PhraseVAE):
             o_mu, o_logvar = self.orch_stats(o).chunk(2, dim=1)
             mu = torch.cat([mu, c.orch_scale * o_mu], dim=1)
             logvar = torch.cat([logvar, o_logvar + 2 * math.log(c.orch_scale)], dim=1)
+        if c.order_dim > 0:
+            r_mu, r_logvar = self.order_stats(h.reshape(n, -1)).chunk(2, dim=1)
+            mu = torch.cat([mu, c.order_scale * r_mu], dim=1)
+            logvar = torch.cat([logvar, r_logvar + 2 * math.log(c.order_scale)], dim=1)
         # soft upper bound on log-variance (keeps gradients, unlike a clamp)
         logvar = self.config.max_logvar - F.softplus(self.config.max_logvar - logvar)
         return mu, logvar
 
     def _unscale(self, z: Tensor) -> Tensor:
         c = self.config
-        if c.orch_dim == 0:
+        if c.orch_dim == 0 and c.order_dim == 0:
             return z
-        k = c.latent_dim - c.orch_dim
-        return torch.cat([z[:, :k], z[:, k:] / c.orch_scale], dim=1)
+        k = c.latent_dim - c.orch_dim - c.order_dim
+        o = k + c.orch_dim
+        return torch.cat([z[:, :k], z[:, k:o] / c.orch_scale, z[:, o:] / c.order_scale], dim=1)
+
+    def init_state_from(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights of a model without (or with fewer) order dims, adapted: the order encoder keeps
+        its zero start and the decoder gets zero columns for the new latent dims, so the adapted
+        model encodes and decodes exactly as the one it came from."""
+        own = self.state_dict()
+        out = dict(state)
+        for key, value in own.items():
+            if key.startswith("order_stats.") and key not in state:
+                out[key] = value
+        key = "decoder.from_z.weight"
+        if key in state and state[key].shape[1] < own[key].shape[1] and state[key].shape[0] == own[key].shape[0]:
+            pad = torch.zeros(own[key].shape[0], own[key].shape[1] - state[key].shape[1], dtype=state[key].dtype)
+            out[key] = torch.cat([state[key], pad.to(state[key].device)], dim=1)
+        return out
 
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(self._unscale(z))

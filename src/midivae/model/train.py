@@ -351,7 +351,7 @@ def train(
             if start.name != cls.name:
                 raise CheckpointError(f"{cfg.init_from}: holds a {start.name!r} model, not {cls.name!r}")
             try:
-                model.load_state_dict(start.state_dict())
+                model.load_state_dict(model.init_state_from(start.state_dict()))
             except RuntimeError as exc:
                 raise CheckpointError(f"{cfg.init_from}: weights do not fit this model configuration ({exc})") from None
             cfg = dataclasses.replace(cfg, init_checkpoint_id=start.checkpoint_id)
