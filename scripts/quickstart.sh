@@ -10,7 +10,11 @@ CACHE="${MIDIVAE_CACHE:-cache}"
 pip install --quiet --disable-pip-version-check -e .
 midivae ingest "$DATA/lpd5/lpd_5_cleansed" --out "$CACHE/lpd5-store"
 midivae info "$CACHE/lpd5-store"
-[ -d "$CACHE/lpd5-index" ] || midivae index build --data "$CACHE/lpd5-store" --out "$CACHE/lpd5-index"
+# (Re)build the index when there is none or it holds another model's vectors (after an update).
+want=$(python -c "import midivae; print(midivae.load_model().checkpoint_id)")
+have=$(midivae index info "$CACHE/lpd5-index" --json 2>/dev/null \
+       | python -c "import json, sys; print(json.load(sys.stdin)['checkpoint_id'])" 2>/dev/null || true)
+[ "$want" = "$have" ] || midivae index build --data "$CACHE/lpd5-store" --out "$CACHE/lpd5-index" --force
 midivae index info "$CACHE/lpd5-index"
 # A song of the collection, as a MIDI rendering: its own entry comes first, then its neighbours.
 midivae search "$DATA/midi/lpd5_rendered/TRVYAIF128F427DA24.mid" --index "$CACHE/lpd5-index" -k 5
