@@ -260,7 +260,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         c = _first_with(methods, "cost")
         L += ["## 7. Cost", "",
               f"Encode rate over 512 phrases (batches of 256, this machine's threads). Query: one query at a time on one thread, "
-              f"exact top-{c.get('query_k', 100)} phrases among all {c['index_phrases']:,} phrases, median of 20: FAISS flat index "
+              f"exact top-{c.get('query_k', 100)} phrases among all {c['index_phrases']:,} phrases, median of {c.get('query_n', 20)} (after one untimed warm-up query): FAISS flat index "
               "for dense vectors, a scipy sparse product for raw and bag-of-bars (their cheapest exact form here). "
               "*dense ms*: the same scan with the vectors stored densely as float32 (how the original work compared "
               "pianorolls), timed on 1,000 rows and scaled to the index. Bytes per phrase: raw bit-packed, others float32.", "",
