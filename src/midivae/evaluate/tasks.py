@@ -10,7 +10,7 @@ Each function returns a flat dict of floats and counts, ready for ``metrics.json
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -495,45 +495,48 @@ QUERY_K = 100
 DENSE_SAMPLE_ROWS = 1000
 
 
+def _seconds_each(run: Callable[[int], object], n: int) -> list[float]:
+    """Seconds of ``run(i)`` for i < n, one at a time, after one untimed ``run(0)`` that warms caches."""
+    import time
+
+    run(0)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        run(i)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def dense_scan_ms(index: Prepared, queries: Prepared, n_queries: int = 20) -> float:
     """The same exact scan over the vectors stored densely (float32, as the original work compared
     pianorolls): timed over up to ``DENSE_SAMPLE_ROWS`` rows on one query at a time and scaled
     linearly to the whole index, so a sparse baseline's cost is also shown in its plain form."""
-    import time
-
     rows = min(DENSE_SAMPLE_ROWS, len(index))
     x = np.asarray(index.vectors[:rows].toarray(), dtype=np.float32)
     sq = index.sq_norms[:rows].astype(np.float32)
-    times = []
-    for i in [0, *range(min(n_queries, len(queries)))]:  # query 0 twice: the first run is not timed
-        q = np.asarray(queries.vectors[i].toarray(), dtype=np.float32).ravel()
-        t0 = time.perf_counter()
-        d = sq - 2.0 * (x @ q) if index.distance == "euclidean" else -(x @ q)
+    qs = [np.asarray(queries.vectors[i].toarray(), dtype=np.float32).ravel() for i in range(min(n_queries, len(queries)))]
+
+    def scan(i: int) -> None:
+        d = sq - 2.0 * (x @ qs[i]) if index.distance == "euclidean" else -(x @ qs[i])
         np.argpartition(d, min(QUERY_K, rows) - 1)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]) * 1000 * len(index) / rows)
+
+    return float(np.median(_seconds_each(scan, len(qs))) * 1000 * len(index) / rows)
 
 
 def query_times(index: Prepared, queries: Prepared, k: int) -> list[float]:
     """Seconds per single-query exact top-k search (one thread)."""
-    import time
-
     import scipy.sparse as sp
 
-    times = []
     if sp.issparse(index.vectors):
         xt = sp.csr_matrix(index.vectors.T)
-        for i in [0, *range(len(queries))]:  # query 0 twice: the first run warms caches, not timed
-            q = queries.vectors[i]
-            t0 = time.perf_counter()
-            d = np.asarray((q @ xt).todense()).ravel()
-            if index.distance == "euclidean":
-                d = index.sq_norms - 2.0 * d
-            else:
-                d = -d
+
+        def sparse_search(i: int) -> None:
+            d = np.asarray((queries.vectors[i] @ xt).todense()).ravel()
+            d = index.sq_norms - 2.0 * d if index.distance == "euclidean" else -d
             np.argpartition(d, k - 1)[:k]
-            times.append(time.perf_counter() - t0)
-        return times[1:]
+
+        return _seconds_each(sparse_search, len(queries))
     import faiss
 
     threads = faiss.omp_get_max_threads()
@@ -543,13 +546,9 @@ def query_times(index: Prepared, queries: Prepared, k: int) -> list[float]:
         flat_index = faiss.IndexFlatL2(x.shape[1]) if index.distance == "euclidean" else faiss.IndexFlatIP(x.shape[1])
         flat_index.add(x)
         qv = np.ascontiguousarray(queries.vectors, dtype=np.float32)
-        for i in [0, *range(len(qv))]:  # query 0 twice: the first run warms caches, not timed
-            t0 = time.perf_counter()
-            flat_index.search(qv[i : i + 1], k)
-            times.append(time.perf_counter() - t0)
+        return _seconds_each(lambda i: flat_index.search(qv[i : i + 1], k), len(qv))
     finally:
         faiss.omp_set_num_threads(threads)
-    return times[1:]
 
 
 def cost(
