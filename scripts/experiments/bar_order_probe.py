@@ -21,22 +21,24 @@ import numpy as np
 import torch
 
 import midivae
+from midivae.constants import BARS_PER_PHRASE
 from midivae.evaluate import tasks as T
 from midivae.evaluate.data import flatten, load_store_split
 from midivae.evaluate.embedding import Embedding
+from midivae.model.retrieval import pool_bars
 
 
 def per_bar_parts(net, phrases: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means ``(n, latent)`` and per-bar content means ``(n, 4, content)``."""
-    k = net.config.latent_dim - net.config.orch_dim
+    k = net.config.content_dim
     mus, bars = [], []
     with torch.inference_mode():
         for i in range(0, len(phrases), batch):
             x = torch.from_numpy(np.ascontiguousarray(phrases[i : i + batch]).view(np.uint8))
-            n = x.shape[0]
-            pooled = x.reshape(n * 4, 16, 3, 84, 5).amax(2)
+            pooled = pool_bars(x)
             mus.append(net._encode_pooled(pooled)[0].numpy())
-            h = net.bar_encoder(pooled).reshape(n, 4, -1)
+            # the content stats are linear in the bar features: each bar's own share of mu
+            h = net.bar_encoder(pooled).reshape(x.shape[0], BARS_PER_PHRASE, -1)
             bars.append(net.to_stats(h)[..., :k].numpy())
     return np.concatenate(mus), np.concatenate(bars)
 

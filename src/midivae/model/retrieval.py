@@ -111,6 +111,11 @@ class RetrievalConfig:
     p_jitter: float = 0.15
     p_bar_roll: float = 0.5
 
+    @property
+    def content_dim(self) -> int:
+        """Latent dims before the orchestration and order parts."""
+        return self.latent_dim - self.orch_dim - self.order_dim
+
     def augment(self) -> AugmentConfig:
         return AugmentConfig(
             p_transpose=self.p_transpose, max_transpose=self.max_transpose,
@@ -177,6 +182,13 @@ class BarEncoder(nn.Module):
         return torch.cat([h, self.linear(F.normalize(flat, dim=1))], dim=1)
 
 
+def pool_bars(x: Tensor) -> Tensor:
+    """Phrases ``(n, 4, 48, 84, tracks)`` -> bars ``(n * 4, 16, 84, tracks)`` max-pooled to
+    sixteenths (any dtype: the 0/1 bytes stay bytes), what the bar encoders read."""
+    n = x.shape[0]
+    return x.reshape(n * BARS_PER_PHRASE, STEPS_PER_BAR // _POOL_T, _POOL_T, N_PITCHES, N_TRACKS).amax(dim=2)
+
+
 def _merged(v: Tensor) -> Tensor:
     """Piano, guitar and strings merged into one channel (max), last axis dropped."""
     return torch.maximum(torch.maximum(v[..., PIANO], v[..., GUITAR]), v[..., STRINGS])
@@ -240,7 +252,7 @@ class RetrievalVAE(PhraseVAE):
             raise ValueError(f"pooling must be 'mix' or 'mean', got {c.pooling!r}")
         if c.orch_dim < 0 or c.order_dim < 0 or c.orch_dim + c.order_dim >= c.latent_dim:
             raise ValueError("orch_dim and order_dim must be >= 0 and leave content dims in latent_dim")
-        content = c.latent_dim - c.orch_dim - c.order_dim
+        content = c.content_dim
         self.bar_encoder = BarEncoder(c, content_only=c.orch_dim > 0)
         feat = self.bar_encoder.out_dim
         self.to_stats = nn.Linear(feat, 2 * content)
@@ -256,9 +268,7 @@ class RetrievalVAE(PhraseVAE):
         self.wants_song_pairs = c.song_weight > 0
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        n = x.shape[0]
-        pooled = x.reshape(n * BARS_PER_PHRASE, STEPS_PER_BAR // _POOL_T, _POOL_T, N_PITCHES, N_TRACKS).amax(dim=2)
-        return self._encode_pooled(pooled)
+        return self._encode_pooled(pool_bars(x))
 
     def _encode_pooled(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior from time-pooled bars ``(n * 4, 16, 84, tracks)``, float or 0/1 bytes."""
@@ -286,7 +296,7 @@ class RetrievalVAE(PhraseVAE):
         c = self.config
         if c.orch_dim == 0 and c.order_dim == 0:
             return z
-        k = c.latent_dim - c.orch_dim - c.order_dim
+        k = c.content_dim
         o = k + c.orch_dim
         return torch.cat([z[:, :k], z[:, k:o] / c.orch_scale, z[:, o:] / c.order_scale], dim=1)
 
