@@ -166,11 +166,11 @@ def _drop_track_mask(track: np.ndarray, rng: np.random.Generator, p: float) -> n
     """Notes kept when, with probability ``p``, one pitched track is left out (never the last
     remaining track)."""
     keep = np.ones(track.shape, dtype=bool)
-    present = np.unique(track)
-    if p <= 0 or rng.random() >= p or len(present) < 2:
+    if p <= 0 or rng.random() >= p:
         return keep
+    present = np.unique(track)
     candidates = [t for t in PITCHED_TRACKS if t in present]
-    if not candidates:
+    if len(present) < 2 or not candidates:
         return keep
     return track != int(rng.choice(candidates))
 
