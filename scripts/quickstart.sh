@@ -11,9 +11,9 @@ pip install --quiet --disable-pip-version-check -e .
 midivae ingest "$DATA/lpd5/lpd_5_cleansed" --out "$CACHE/lpd5-store"
 midivae info "$CACHE/lpd5-store"
 # (Re)build the index when there is none or it holds another model's vectors (after an update).
-want=$(python -c "import midivae; print(midivae.load_model().checkpoint_id)")
+want=$(python -c "import midivae; m = midivae.load_model(); print(m.checkpoint_id, m.search_id)")
 have=$(midivae index info "$CACHE/lpd5-index" --json 2>/dev/null \
-       | python -c "import json, sys; print(json.load(sys.stdin)['checkpoint_id'])" 2>/dev/null || true)
+       | python -c "import json, sys; d = json.load(sys.stdin); print(d['checkpoint_id'], d['search_id'])" 2>/dev/null || true)
 [ "$want" = "$have" ] || midivae index build --data "$CACHE/lpd5-store" --out "$CACHE/lpd5-index" --force
 midivae index info "$CACHE/lpd5-index"
 # A song of the collection, as a MIDI rendering: its own entry comes first, then its neighbours.

@@ -60,3 +60,28 @@ def test_constant_distances_give_base_rates():
     prob = knn_vote(d, labels, 3, k=3)
     # votes follow class frequencies among the others: no class but the majority can win
     assert balanced_accuracy(prob, labels) == pytest.approx(1 / 3, abs=0.02)
+
+
+def test_two_stage_ranks_the_shortlist_by_the_whole_vector_then_the_rest():
+    from midivae.evaluate.metrics import pairwise, prepare
+
+    # coarse (first column) order: 0, 1, 2, 3; the whole vector prefers 1 over 0
+    x = np.array([[1.0, 0.0], [0.99, 0.5], [0.9, 0.0], [0.5, 0.0]], dtype=np.float32)
+    q = np.array([[1.0, 0.6]], dtype=np.float32)
+    whole = pairwise(prepare(q, "euclidean"), prepare(x, "euclidean"))[0]
+    d = pairwise(prepare(q, "euclidean", 1, 2), prepare(x, "euclidean", 1, 2))[0]
+    assert list(np.argsort(d)) == [1, 0, 2, 3]
+    assert np.allclose(d[:2], whole[:2])  # the shortlist keeps whole-vector distances
+    assert d[2:].min() > d[:2].max()
+    # a shortlist as long as the index is the plain exact search
+    assert np.allclose(pairwise(prepare(q, "cosine", 1, 4), prepare(x, "cosine", 1, 4)), pairwise(prepare(q, "cosine"), prepare(x, "cosine")))
+
+
+def test_two_stage_keeps_through_take():
+    from midivae.evaluate.metrics import prepare, take
+
+    v = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    p = take(prepare(v, "cosine", 2, 3), np.array([4, 1]))
+    assert p.shortlist == 3 and p.coarse is not None
+    assert np.allclose(p.coarse.vectors, prepare(v[[4, 1], :2], "cosine").vectors)
+

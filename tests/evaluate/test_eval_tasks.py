@@ -235,3 +235,25 @@ def test_model_rows_share_one_encoder(songs):
     z = rows[1].encode_sampled(songs[0].phrases, np.random.default_rng(0))
     assert np.allclose(z, a, atol=1e-3)
     assert tasks.cost(songs, rows[1], n_encode=8, n_queries=2)["dims"] == 5
+
+
+def test_scans_find_the_exact_nearest():
+    from midivae.evaluate.metrics import pairwise, prepare
+    from midivae.evaluate.tasks import ExactScan, two_stage_top_k
+
+    rng = np.random.default_rng(1)
+    x, q = rng.standard_normal((200, 16)).astype(np.float32), rng.standard_normal((3, 16)).astype(np.float32)
+    for distance in ("cosine", "euclidean"):
+        px, pq = prepare(x, distance), prepare(q, distance)
+        d = pairwise(pq, px)
+        for column_major in (False, True):
+            scan = ExactScan.of(px.vectors, px.sq_norms, distance, column_major)
+            for i in range(3):
+                assert list(scan.top_k(pq.vectors[i], 10)) == list(np.argsort(d[i])[:10])
+    # two-stage: the scan-and-re-rank a query runs gives the order the evaluation's distances give
+    px, pq = prepare(x, "cosine", 4, 30), prepare(q, "cosine", 4, 30)
+    d = pairwise(pq, px)
+    coarse = ExactScan.of(px.coarse.vectors, px.coarse.sq_norms, "cosine", True)
+    for i in range(3):
+        got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], 50)
+        assert list(got) == list(np.argsort(d[i], kind="stable")[:50])

@@ -186,18 +186,23 @@ def random_floor(dims: int, seed: int = 0) -> Embedding:
 
 
 class CachedEncoder:
-    """Memoises ``model.encode`` per batch content, so several rows of one model (cosine and
+    """Memoises the model's encodings per batch content, so several rows of one model (cosine and
     Euclidean) encode every phrase batch once."""
 
     def __init__(self, model) -> None:
         self.model = model
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+        self._bars: dict[bytes, np.ndarray | None] = {}
 
-    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _key(phrases: np.ndarray) -> bytes:
         import hashlib
 
+        return hashlib.blake2b(np.packbits(phrases).tobytes(), digest_size=16).digest() + bytes(str(phrases.shape), "ascii")
+
+    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         phrases = np.ascontiguousarray(phrases, dtype=bool)
-        key = hashlib.blake2b(np.packbits(phrases).tobytes(), digest_size=16).digest() + bytes(str(phrases.shape), "ascii")
+        key = self._key(phrases)
         hit = self._cache.get(key)
         if hit is None:
             mu, logvar = self.model.encode(phrases)
@@ -205,33 +210,63 @@ class CachedEncoder:
             self._cache[key] = hit
         return hit
 
+    def bars(self, phrases: np.ndarray) -> np.ndarray | None:
+        """Each bar's share of the content part of the posterior mean (None: no such part)."""
+        phrases = np.ascontiguousarray(phrases, dtype=bool)
+        key = self._key(phrases)
+        if key not in self._bars:
+            self._bars[key] = self.model.encode_bars(phrases)
+        return self._bars[key]
 
-def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None) -> Embedding:
+
+def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None,
+                    search: bool = True) -> Embedding:
     """The VAE's posterior mean as the embedding; ``sample`` draws z = mu + sigma * eps.
 
-    ``distance`` defaults to cosine, the metric ``midivae index build`` uses by default.
+    ``distance`` defaults to cosine, the metric ``midivae index build`` uses by default. With
+    ``search`` (cosine only) the vectors are the model's search vectors and the search is the
+    two-stage one its search head sets (see :mod:`midivae.model.search_head`), as the index runs it.
     """
     dist = distance or getattr(model, "distance", None) or "cosine"
-    dims = int(model.latent_dim)
     enc = encoder or CachedEncoder(model)
+    head = getattr(model, "search_head", None) if search and dist == "cosine" else None
+    if head is not None and not head.shortlist and not head.bar_weight:
+        head = None  # the plain scan of the posterior means
 
     def embed(phrases: np.ndarray) -> np.ndarray:
-        return enc.encode(phrases)[0]
+        mu = enc.encode(phrases)[0]
+        return mu if head is None else head.vectors(mu, enc.bars(phrases) if head.bar_weight else None)
 
     def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mu, logvar = enc.encode(phrases)
         mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
-        return (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
+        z = (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
+        return z if head is None else head.vectors(z, enc.bars(phrases) if head.bar_weight else None)
 
     ckpt = str(getattr(model, "checkpoint_id", ""))
-    encode_mean = getattr(model, "encode_mean", None) or (lambda ph: model.encode(ph)[0])
-    return Embedding(name, embed, dist, dims, dims * FLOAT_BYTES, sample=sample, kind="model",
-                     notes=f"posterior mean, {dist} distance; checkpoint {ckpt}", meta={"checkpoint_id": ckpt},
-                     timing_embed=lambda ph: np.asarray(encode_mean(np.asarray(ph, dtype=bool)), np.float32))
+    dims = int(model.latent_dim)
+    if head is None:
+        encode_mean = getattr(model, "encode_mean", None) or (lambda ph: model.encode(ph)[0])
+        return Embedding(name, embed, dist, dims, dims * FLOAT_BYTES, sample=sample, kind="model",
+                         notes=f"posterior mean, {dist} distance; checkpoint {ckpt}", meta={"checkpoint_id": ckpt},
+                         timing_embed=lambda ph: np.asarray(encode_mean(np.asarray(ph, dtype=bool)), np.float32))
+    width = int(model.search_dim)
+    coarse = head.coarse_dims if head.shortlist else width
+    return Embedding(
+        name, embed, dist, width, (coarse + width) * FLOAT_BYTES if head.shortlist else width * FLOAT_BYTES,
+        sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
+        song_dims=dims,
+        notes=(f"search vectors ({dims}-dim posterior mean rotated"
+               + (f" + {head.bar_weight} x per-bar part, {width} dims" if head.bar_weight else "")
+               + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
+               + f"), cosine; checkpoint {ckpt}"),
+        meta={"checkpoint_id": ckpt, "search_head": head.settings()},
+        timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
 
 
 def model_embeddings(model, name: str = "model") -> list[Embedding]:
-    """Two rows per model sharing one encoder: cosine (the index's default metric) and L2."""
+    """Two rows per model sharing one encoder: its search (cosine, the index's default metric,
+    through the search head) and the plain posterior mean under L2."""
     enc = CachedEncoder(model)
     return [model_embedding(model, name, "cosine", enc), model_embedding(model, f"{name}_l2", "euclidean", enc)]
 

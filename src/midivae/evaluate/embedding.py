@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from midivae.constants import PHRASE_SHAPE
+from midivae.evaluate.metrics import Prepared, prepare
 
 EmbedFn = Callable[[np.ndarray], "np.ndarray | sp.spmatrix"]
 #: ``sample(phrases, rng) -> (n, d)``: a stochastic encoding (the VAE's z = mu + sigma * eps).
@@ -42,6 +43,16 @@ class Embedding:
     timing_embed: EmbedFn | None = None
     notes: str = ""
     meta: dict = field(default_factory=dict, compare=False)
+    #: two-stage search: scan the first ``coarse_dims`` columns, re-rank the ``shortlist`` nearest
+    #: by the whole vector (0: one exact scan of the whole vector)
+    coarse_dims: int = 0
+    shortlist: int = 0
+    #: leading columns a song vector averages (0: all); a bar-order part means nothing for a song
+    song_dims: int = 0
+
+    def prepare(self, vectors: np.ndarray | sp.spmatrix) -> Prepared:
+        """The vectors ready for this embedding's search (see :func:`~midivae.evaluate.metrics.prepare`)."""
+        return prepare(vectors, self.distance, self.coarse_dims, self.shortlist)
 
     def encode_sampled(self, phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sample is None:

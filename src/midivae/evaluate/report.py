@@ -259,11 +259,15 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     if _any(methods, "cost"):
         c = _first_with(methods, "cost")
         L += ["## 7. Cost", "",
-              f"Encode rate over 512 phrases (batches of 256, this machine's threads). Query: one query at a time on one thread, "
-              f"exact top-{c.get('query_k', 100)} phrases among all {c['index_phrases']:,} phrases, median of {c.get('query_n', 20)} (after one untimed warm-up query): FAISS flat index "
-              "for dense vectors, a scipy sparse product for raw and bag-of-bars (their cheapest exact form here). "
-              "*dense ms*: the same scan with the vectors stored densely as float32 (how the original work compared "
-              "pianorolls), timed on 1,000 rows and scaled to the index. Bytes per phrase: raw bit-packed, others float32.", "",
+              f"Encode rate over 512 phrases (batches of 256, this machine's threads). Query: one query at a time on one thread "
+              f"(BLAS limited to one), top-{c.get('query_k', 100)} phrases among all {c['index_phrases']:,} phrases: the mean over "
+              f"{c.get('query_n', 20)} queries in the fastest of {c.get('query_repeats', 1)} passes, after one untimed warm-up query. "
+              "Every dense method runs the same numpy scan (a matrix-vector product, a partial sort, a sort of the kept), with the "
+              "vectors row- or column-major, whichever is faster for it; a two-stage method (see Methods) scans its coarse part "
+              "and re-ranks the shortlist by its whole vector; raw and bag-of-bars use a scipy sparse product (their cheapest "
+              "exact form here). *dense ms*: the same numpy scan with the vectors stored densely as float32 (how the original "
+              "work compared pianorolls), timed on 1,000 rows and scaled to the index. Bytes per phrase: raw bit-packed, others "
+              "float32 (a two-stage method stores its coarse part and its whole vector).", "",
               _table(["method", "dims", "bytes/phrase", "encode phrases/s", "query ms", "dense ms"],
                      [[n] + [_get(methods[n], "cost", k) for k in ("dims", "bytes_per_phrase", "encode_phrases_per_s", "query_ms", "query_ms_dense")] for n in names if "cost" in methods[n]]), ""]
     pics = m.get("pictures") or {}
@@ -299,7 +303,7 @@ def _first_with(methods: dict, key: str) -> dict:
 def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, seed: int = 0, n_queries: int = 3) -> dict:
     """The genre map, query/hit pianorolls and the excerpt bar chart; returns their file names."""
     from midivae.evaluate import tasks as T
-    from midivae.evaluate.metrics import group_min, pairwise, prepare
+    from midivae.evaluate.metrics import group_min, pairwise
 
     out = Path(out)
     primary = next((m for m in methods if m.kind == "model"), None) or next((m for m in methods if m.name == "bag_of_bars"), methods[0])
@@ -308,7 +312,7 @@ def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, se
     plt = _pyplot()
 
     # genre map
-    sv = T.song_vectors(flat, vecs, primary.distance)
+    sv = T.song_vectors(flat, vecs[:, : primary.song_dims] if primary.song_dims else vecs, primary.distance)
     sv = sv.toarray() if hasattr(sv, "toarray") else np.asarray(sv)
     if len(sv) >= 3:
         centred = sv - sv.mean(axis=0)
@@ -333,10 +337,10 @@ def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, se
     if len(query_rows) >= n_queries:
         rng = np.random.default_rng(seed)
         picks = np.sort(rng.choice(len(query_rows), size=n_queries, replace=False))
-        x = prepare(vecs[index_rows], primary.distance)
-        q = prepare(vecs[query_rows[picks]], primary.distance)
-        d = pairwise(q, x)
+        x = primary.prepare(vecs[index_rows])
+        q = primary.prepare(vecs[query_rows[picks]])
         groups, starts = np.unique(flat.song[index_rows], return_index=True)
+        d = pairwise(q, x)
         sd = group_min(d, starts)
         fig, axes = plt.subplots(n_queries, 4, figsize=(16, 2.6 * n_queries), dpi=90, squeeze=False)
         for i in range(n_queries):

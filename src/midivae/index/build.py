@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from midivae.errors import MidiVaeError, VectorIndexError
 from midivae.index.base import Encoder
-from midivae.index.encoders import encode_means
+from midivae.index.encoders import encode_search, search_layout
 from midivae.index.faiss_index import IndexSpec
 from midivae.index.latent_index import IndexWriter
 from midivae.index.sources import SongSource, content_hash, discover
@@ -71,7 +71,7 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         if not pending:
             return
         allp = np.concatenate([p.phrases for _, p in pending])
-        means = encode_means(encoder, allp, batch=batch)
+        means = encode_search(encoder, allp, batch=batch)
         start = 0
         for source, phrases in pending:
             n = len(phrases)
@@ -110,8 +110,9 @@ def build_index(data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[s
     """Encode every phrase of every song under ``data`` into a new index folder ``out``."""
     sources = discover(data)
     report = BuildReport(index=str(out))
-    with IndexWriter.create(Path(out), encoder.checkpoint_id, encoder.latent_dim, spec, checkpoint,
-                            overwrite=overwrite) as writer:
+    layout = search_layout(encoder)
+    with IndexWriter.create(Path(out), encoder.checkpoint_id, layout.width, spec, checkpoint,
+                            overwrite=overwrite, layout=layout) as writer:
         _ingest(writer, encoder, sources, report, progress, batch, workers)
         if report.songs_added == 0:
             raise VectorIndexError(f"{out}: no song could be indexed ({len(report.skipped)} skipped)")
@@ -123,7 +124,8 @@ def add_to_index(index: str | os.PathLike[str], data: Sequence[str | os.PathLike
     """Encode and add the songs under ``data``; refuses an encoder other than the index's own."""
     sources = discover(data)
     report = BuildReport(index=str(index))
-    with IndexWriter.open(Path(index), checkpoint_id=encoder.checkpoint_id) as writer:
+    with IndexWriter.open(Path(index), checkpoint_id=encoder.checkpoint_id,
+                          search_id=search_layout(encoder).search_id) as writer:
         _ingest(writer, encoder, sources, report, progress, batch, workers)
     return report
 

@@ -10,6 +10,7 @@ floor for what the learnt model must beat.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,6 +76,46 @@ def resolve_encoder(checkpoint: str | None = None) -> Encoder:
     return api.load_model(checkpoint)
 
 
+@dataclass(frozen=True)
+class SearchLayout:
+    """How an encoder's search vectors are stored and searched (see midivae.model.search_head).
+
+    ``width``: dims of a search vector; ``coarse_dims`` > 0: the phrase index scans only that many
+    leading dims and candidate songs are scored on the whole vectors (two-stage); ``song_dims``:
+    the leading dims a song vector averages; ``search_id``: identifies the search head, so an
+    index refuses vectors made by another one.
+    """
+
+    width: int
+    coarse_dims: int = 0
+    shortlist: int = 0
+    song_dims: int = 0
+    search_id: str = ""
+
+
+def search_layout(encoder: Encoder) -> SearchLayout:
+    head = getattr(encoder, "search_head", None)
+    if head is None or (not head.bar_weight and not head.shortlist and not getattr(encoder, "search_id", "")):
+        return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
+    return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
+                        encoder.latent_dim, str(getattr(encoder, "search_id", "")))
+
+
+def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Search vectors ``(n, width)`` float32 (the posterior means where the encoder has no search
+    head), encoded in batches to bound memory."""
+    phrases = check_phrases(phrases)
+    width = search_layout(encoder).width
+    encode = getattr(encoder, "encode_search", None) or (lambda p: encoder.encode(p)[0])
+    out = np.empty((phrases.shape[0], width), dtype=np.float32)
+    for start in range(0, phrases.shape[0], batch):
+        v = np.asarray(encode(phrases[start : start + batch]), dtype=np.float32)
+        if v.shape != (min(batch, phrases.shape[0] - start), width) or not np.isfinite(v).all():
+            raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad vectors {v.shape}")
+        out[start : start + batch] = v
+    return out
+
+
 def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
     """Posterior means ``(n, latent_dim)`` float32, encoded in batches to bound memory."""
     phrases = check_phrases(phrases)
@@ -86,5 +127,3 @@ def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.
             raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad means {mu.shape}")
         out[start : start + batch] = mu
     return out
-
-

@@ -19,6 +19,7 @@ from midivae.errors import IndexMismatchError, VectorIndexError
 from midivae.index import storage
 from midivae.index.catalogue import Catalogue, PhraseTable, SongRecord
 from midivae.index.base import VectorIndex
+from midivae.index.encoders import SearchLayout
 from midivae.index.faiss_index import FaissIndex, IndexSpec, normalise
 
 #: Vector index backends by the name stored in the catalogue (``meta.backend``). A distributed
@@ -29,6 +30,8 @@ BACKENDS: dict[str, type] = {"faiss": FaissIndex}
 CATALOGUE = "catalogue.sqlite"
 PHRASES = "phrases"
 SONGS = "songs"
+#: the whole search vectors of a two-stage index (the phrase index holds their coarse part)
+WHOLE = "whole"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class IndexInfo:
     n_dead_slots: int
     created_at: str
     disk_bytes: int
+    coarse_dims: int = 0
+    shortlist: int = 0
+    search_id: str = ""
 
 
 def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -58,17 +64,21 @@ class LatentIndex:
     """One published generation of an index folder, loaded for searching."""
 
     def __init__(self, path: Path, generation: Path, phrases: VectorIndex, songs: VectorIndex,
-                 catalogue: Catalogue) -> None:
+                 catalogue: Catalogue, whole: VectorIndex | None = None) -> None:
         self.path = Path(path)
         self.generation = generation
         self.phrases = phrases
         self.songs = songs
+        self.whole = whole
         self.catalogue = catalogue
         meta = catalogue.meta()
         self.meta = meta
         self.checkpoint_id: str = meta["checkpoint_id"]
-        self.latent_dim = int(meta["latent_dim"])
+        self.latent_dim = int(meta["latent_dim"])  # width of a stored search vector
         self.metric: str = meta["metric"]
+        self.coarse_dims = int(meta.get("coarse_dims", 0))
+        self.shortlist = int(meta.get("shortlist", 0))
+        self.search_id: str = meta.get("search_id", "")
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -97,7 +107,10 @@ class LatentIndex:
             raise VectorIndexError(f"{gen}: unknown vector backend {backend_name!r}")
         phrases = backend.load(gen / PHRASES)
         songs = backend.load(gen / SONGS)
-        index = cls(path, gen, phrases, songs, catalogue)
+        whole = backend.load(gen / WHOLE) if int(catalogue.meta().get("coarse_dims", 0)) else None
+        index = cls(path, gen, phrases, songs, catalogue, whole)
+        if whole is not None and len(whole) != len(phrases):
+            raise VectorIndexError(f"{gen}: coarse and whole vectors disagree")
         if len(phrases) != catalogue.n_phrases() or len(songs) != catalogue.n_songs():
             raise VectorIndexError(f"{gen}: catalogue and vectors disagree")
         return index
@@ -106,6 +119,14 @@ class LatentIndex:
         if self._table is None:
             self._table = self.catalogue.phrase_table()
         return self._table
+
+    def search_vectors(self, vector_ids: np.ndarray) -> np.ndarray:
+        """The whole search vectors of stored phrases (what candidate songs are scored on)."""
+        return (self.whole or self.phrases).vectors(vector_ids)
+
+    def coarse(self, vectors: np.ndarray) -> np.ndarray:
+        """The part of search vectors the phrase index scans."""
+        return vectors[:, : self.coarse_dims] if self.coarse_dims else vectors
 
     def song_keys_of(self, vector_ids: np.ndarray) -> np.ndarray:
         """Song key of each phrase vector id (all must be in the index)."""
@@ -128,11 +149,15 @@ class LatentIndex:
     def song(self, song_id: str) -> SongRecord:
         return self.catalogue.get(song_id)
 
-    def check_encoder(self, checkpoint_id: str) -> None:
+    def check_encoder(self, checkpoint_id: str, search_id: str = "") -> None:
         if checkpoint_id != self.checkpoint_id:
             raise IndexMismatchError(
                 f"{self.path}: index was built by checkpoint {self.checkpoint_id!r}, "
                 f"not {checkpoint_id!r}; rebuild it or pass its checkpoint")
+        if search_id != self.search_id:
+            raise IndexMismatchError(
+                f"{self.path}: index was built with search head {self.search_id or '(none)'!r}, the checkpoint "
+                f"now has {search_id or '(none)'!r}; rebuild the index")
 
     def info(self) -> IndexInfo:
         disk = sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
@@ -142,7 +167,8 @@ class LatentIndex:
             kind=getattr(getattr(self.phrases, "spec", None), "kind", self.meta.get("backend", "?")),
             metric=self.metric, n_songs=self.catalogue.n_songs(),
             n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
-            created_at=self.meta.get("created_at", ""), disk_bytes=disk)
+            created_at=self.meta.get("created_at", ""), disk_bytes=disk, coarse_dims=self.coarse_dims,
+            shortlist=self.shortlist, search_id=self.search_id)
 
     def close(self) -> None:
         self.catalogue.close()
@@ -162,7 +188,8 @@ class IndexWriter:
     """
 
     def __init__(self, path: Path, checkpoint_id: str, latent_dim: int, spec: IndexSpec | None,
-                 checkpoint: str, create: bool, overwrite: bool = False) -> None:
+                 checkpoint: str, create: bool, overwrite: bool = False, layout: SearchLayout | None = None,
+                 search_id: str = "") -> None:
         self.path = Path(path)
         self._create = create
         self._overwrite = overwrite
@@ -170,6 +197,8 @@ class IndexWriter:
         self._checkpoint_id = checkpoint_id
         self._checkpoint = checkpoint
         self._latent_dim = latent_dim
+        self._layout = layout or SearchLayout(latent_dim, song_dims=latent_dim)
+        self._search_id = search_id if layout is None else layout.search_id
         self._stack: list = []
         self._pending: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._backend = "faiss"
@@ -178,17 +207,23 @@ class IndexWriter:
 
     @classmethod
     def create(cls, path: Path, checkpoint_id: str, latent_dim: int, spec: IndexSpec = IndexSpec(),
-               checkpoint: str = "", overwrite: bool = False, backend: str = "faiss") -> IndexWriter:
+               checkpoint: str = "", overwrite: bool = False, backend: str = "faiss",
+               layout: SearchLayout | None = None) -> IndexWriter:
+        """A new index of ``latent_dim``-wide vectors; ``layout`` (its width must be ``latent_dim``)
+        makes it two-stage (see :class:`~midivae.index.encoders.SearchLayout`)."""
         if backend not in BACKENDS:
             raise VectorIndexError(f"unknown vector backend {backend!r} (known: {', '.join(BACKENDS)})")
-        writer = cls(path, checkpoint_id, latent_dim, spec, checkpoint, create=True, overwrite=overwrite)
+        if layout is not None and layout.width != latent_dim:
+            raise VectorIndexError(f"search layout is {layout.width} dims wide, vectors {latent_dim}")
+        writer = cls(path, checkpoint_id, latent_dim, spec, checkpoint, create=True, overwrite=overwrite, layout=layout)
         writer._backend = backend
         return writer
 
     @classmethod
-    def open(cls, path: Path, checkpoint_id: str | None = None) -> IndexWriter:
-        """Continue an index; with ``checkpoint_id`` refuse one built by another checkpoint."""
-        return cls(path, checkpoint_id or "", 0, None, "", create=False)
+    def open(cls, path: Path, checkpoint_id: str | None = None, search_id: str = "") -> IndexWriter:
+        """Continue an index; with ``checkpoint_id`` refuse one built by another checkpoint (or
+        another search head than ``search_id``)."""
+        return cls(path, checkpoint_id or "", 0, None, "", create=False, search_id=search_id)
 
     def __enter__(self) -> IndexWriter:
         lock = storage.writer_lock(self.path)
@@ -213,18 +248,23 @@ class IndexWriter:
         self._work = gen_cm.__enter__()
         self._stack.append(gen_cm)
         if self._create:
+            lay = self._layout
             self.catalogue = Catalogue.create(self._work / CATALOGUE, {
                 "checkpoint_id": self._checkpoint_id, "checkpoint": self._checkpoint,
-                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend})
+                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend,
+                "coarse_dims": str(lay.coarse_dims), "shortlist": str(lay.shortlist),
+                "song_dims": str(lay.song_dims or self._latent_dim), "search_id": lay.search_id})
             make = BACKENDS[self._backend]
-            self.phrases = make(self._latent_dim, self._spec)
-            self.songs = make(self._latent_dim, IndexSpec(kind="exact", metric=self._spec.metric))
+            exact = IndexSpec(kind="exact", metric=self._spec.metric)
+            self.phrases = make(lay.coarse_dims or self._latent_dim, self._spec)
+            self.songs = make(lay.song_dims or self._latent_dim, exact)
+            self.whole = make(self._latent_dim, exact) if lay.coarse_dims else None
         else:
             current = LatentIndex.open(self.path)
             try:
                 if self._checkpoint_id:
-                    current.check_encoder(self._checkpoint_id)
-                self.phrases, self.songs = current.phrases, current.songs
+                    current.check_encoder(self._checkpoint_id, self._search_id)
+                self.phrases, self.songs, self.whole = current.phrases, current.songs, current.whole
             finally:
                 current.close()
             shutil.copyfile(current.generation / CATALOGUE, self._work / CATALOGUE)
@@ -233,6 +273,8 @@ class IndexWriter:
         self.checkpoint_id = meta["checkpoint_id"]
         self.metric = meta["metric"]
         self.latent_dim = int(meta["latent_dim"])
+        self.coarse_dims = int(meta.get("coarse_dims", 0))
+        self.song_dims = int(meta.get("song_dims", self.latent_dim))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         gen_cm = self._stack.pop() if len(self._stack) == 2 else None
@@ -244,6 +286,8 @@ class IndexWriter:
                     self.catalogue.commit_and_close()
                     self.phrases.save(self._work / PHRASES)
                     self.songs.save(self._work / SONGS)
+                    if self.whole is not None:
+                        self.whole.save(self._work / WHOLE)
                     gen_cm.__exit__(None, None, None)
                 else:
                     self.catalogue.close()
@@ -272,13 +316,19 @@ class IndexWriter:
         if not self._pending:
             return
         keys = np.array([p[0] for p in self._pending], dtype=np.int64)
-        self.phrases.add(np.concatenate([p[1] for p in self._pending]), np.concatenate([p[2] for p in self._pending]))
-        self.songs.add(keys, np.stack([song_vector(p[2], self.metric) for p in self._pending]))
+        vids = np.concatenate([p[1] for p in self._pending])
+        vectors = np.concatenate([p[2] for p in self._pending])
+        if self.whole is not None:
+            self.whole.add(vids, vectors)
+        self.phrases.add(vids, vectors[:, : self.coarse_dims] if self.coarse_dims else vectors)
+        self.songs.add(keys, np.stack([song_vector(p[2][:, : self.song_dims], self.metric) for p in self._pending]))
         self._pending = []
 
     def remove_song(self, song_id: str) -> None:
         self._flush()
         key, vids = self.catalogue.remove_song(song_id)
         self.phrases.remove(vids)
+        if self.whole is not None:
+            self.whole.remove(vids)
         self.songs.remove(np.array([key]))
         self.removed.append(song_id)

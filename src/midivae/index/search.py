@@ -12,7 +12,10 @@ rules are the same.
 How: every query phrase retrieves its ``candidates`` nearest phrases from the vector index
 (exact or approximate); the songs they belong to are the candidates, and each candidate is then
 scored *exactly* against all of its stored phrase vectors, so approximate search only decides
-which songs are considered, never their distances.
+which songs are considered, never their distances. A two-stage index (a model with a search head,
+see ``midivae.model.search_head``) retrieves candidates by the short coarse part of the search
+vectors (at least its ``shortlist`` nearest phrases per query phrase) and scores them on the whole
+vectors (bar order included).
 
 ``any_key``: the query is also encoded in all 12 transpositions of its pitched tracks (shifts
 -6..+5 semitones, drums untouched, notes shifted off the 84-pitch range dropped); each song keeps
@@ -35,7 +38,7 @@ import numpy as np
 from midivae.constants import PITCHED_TRACKS
 from midivae.errors import InvalidInputError, NotFoundError, VectorIndexError
 from midivae.index.base import Encoder
-from midivae.index.encoders import encode_means
+from midivae.index.encoders import encode_search, search_layout
 from midivae.index.faiss_index import normalise
 from midivae.index.latent_index import LatentIndex
 from midivae.index.sources import content_hash, read_phrases
@@ -112,7 +115,7 @@ def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_
                  exclude_song_id: str | None = None) -> QueryVectors:
     shifts = TRANSPOSITIONS if any_key else (0,)
     batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
-    vectors = encode_means(encoder, batch).reshape(len(shifts), len(phrases), -1)
+    vectors = encode_search(encoder, batch).reshape(len(shifts), len(phrases), -1)
     return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
                         exclude_song_id)
 
@@ -167,7 +170,7 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
         vids, offsets = vids[keep], offsets[keep]
         if vids.size == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
-    vectors = index.phrases.vectors(vids)[None]
+    vectors = index.search_vectors(vids)[None]
     return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id)
 
 
@@ -186,7 +189,7 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     """
     if Path(query).is_file():
         encoder = encoder_factory()
-        index.check_encoder(encoder.checkpoint_id)
+        index.check_encoder(encoder.checkpoint_id, search_layout(encoder).search_id)
         return query_from_file(query, encoder, bars, any_key)
     if index.catalogue.find(query) is None:
         if Path(query).suffix:
@@ -195,7 +198,7 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     encoder = None
     if any_key:
         encoder = encoder_factory()
-        index.check_encoder(encoder.checkpoint_id)
+        index.check_encoder(encoder.checkpoint_id, search_layout(encoder).search_id)
     return query_from_song(index, query, encoder, bars, any_key)
 
 
@@ -220,7 +223,7 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     lengths = stops - starts
     offsets = np.r_[0, np.cumsum(lengths[:-1])].astype(np.int64)
     cols = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
-    dist = pairwise_distances(flat, index.phrases.vectors(table.vector_ids[cols]), index.metric)
+    dist = pairwise_distances(flat, index.search_vectors(table.vector_ids[cols]), index.metric)
     per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
     score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
     best_shift = score.argmin(axis=0)
@@ -244,9 +247,10 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     flat = query.vectors.reshape(-1, dim)
     exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else -1
     n_songs = len(index.songs) - (exclude >= 0)
-    kk = min(len(index.phrases), candidates or max(4 * k, 32))
+    kk = min(len(index.phrases), max(candidates or max(4 * k, 32), index.shortlist))
+    coarse = index.coarse(flat)
     while True:  # widen the lists until they name k candidate songs (or hold the whole index)
-        dists, vids = index.phrases.search(flat, kk)
+        dists, vids = index.phrases.search(coarse, kk)
         valid = vids >= 0
         keys = np.full(vids.shape, -1, dtype=np.int64)
         keys[valid] = index.song_keys_of(vids[valid])
@@ -266,6 +270,8 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     np.minimum.at(bound, (rows, np.searchsorted(cand, keys[valid])), dists[valid])
     bound = bound.reshape(n_shifts, n_q, cand.size)
     bound = (bound.mean(axis=1) if rule == "mean" else bound.min(axis=1)).min(axis=0)
+    if index.coarse_dims:
+        bound[:] = -np.inf  # coarse distances bound nothing on the whole vectors: score every candidate
 
     by_bound = np.argsort(bound, kind="stable")
     chunk = max(4 * k, 64)

@@ -16,6 +16,7 @@ from midivae.constants import MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.model.base import PhraseVAE
 from midivae.model.checkpoint import CONFIG_FILE, load_checkpoint
+from midivae.model.search_head import SearchHead, identity_head, load_search_head
 
 #: The shipped pretrained model: a checkpoint directory inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -35,6 +36,7 @@ class Model:
         self.vae = vae.eval().to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self._search_head: SearchHead | None = None
         thresholds = getattr(vae, "thresholds", None)
         self.thresholds = (
             np.asarray(thresholds, dtype=np.float32) if thresholds is not None else np.full(N_TRACKS, 0.5, np.float32)
@@ -100,6 +102,57 @@ class Model:
             x = self._phrases_tensor(arr[start : start + self.batch_size])
             mu[start : start + x.shape[0]] = self.vae.encode_mean(x).float().cpu().numpy()
         return mu
+
+    @property
+    def search_head(self) -> SearchHead:
+        """How this checkpoint's encodings become search vectors (``search.safetensors`` beside
+        the weights; without it, the plain scan of unit posterior means)."""
+        if self._search_head is None:
+            self._search_head = load_search_head(self.path, self.latent_dim) if self.path else identity_head(self.latent_dim)
+        return self._search_head
+
+    @torch.inference_mode()
+    def encode_search(self, phrases: np.ndarray) -> np.ndarray:
+        """Search vectors float32 ``(n, search_dim)`` (see :mod:`midivae.model.search_head`)."""
+        arr = np.asarray(phrases)
+        if arr.ndim == len(PHRASE_SHAPE):
+            arr = arr[None]
+        head = self.search_head
+        parts = []
+        for start in range(0, arr.shape[0], self.batch_size):
+            x = self._phrases_tensor(arr[start : start + self.batch_size])
+            mu, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None)
+            parts.append(head.vectors(mu.float().cpu().numpy(), None if bars is None else bars.float().cpu().numpy()))
+        if not parts:
+            return np.zeros((0, self.search_dim), dtype=np.float32)
+        return np.concatenate(parts)
+
+    @torch.inference_mode()
+    def encode_bars(self, phrases: np.ndarray) -> np.ndarray | None:
+        """Each bar's share of the content part of the posterior mean, float32 ``(n, 4, k)``
+        (None where the architecture has none; see ``PhraseVAE.encode_with_bars``)."""
+        if not self.vae.bar_part_dim:
+            return None
+        arr = np.asarray(phrases)
+        if arr.ndim == len(PHRASE_SHAPE):
+            arr = arr[None]
+        parts = [self.vae.encode_with_bars(self._phrases_tensor(arr[s : s + self.batch_size]))[1].float().cpu().numpy()
+                 for s in range(0, arr.shape[0], self.batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 4, self.vae.bar_part_dim // 4), np.float32)
+
+    @property
+    def search_id(self) -> str:
+        """Short hash of the checkpoint's search head file ("" without one): with the checkpoint id,
+        what an index checks before it takes this model's vectors."""
+        from midivae.model.checkpoint import file_id
+        from midivae.model.search_head import SEARCH_FILE
+
+        path = self.path / SEARCH_FILE if self.path else None
+        return file_id(path) if path is not None and path.is_file() else ""
+
+    @property
+    def search_dim(self) -> int:
+        return self.latent_dim + (self.vae.bar_part_dim if self.search_head.bar_weight else 0)
 
     def encode_sample(self, phrases: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Sampled latents z = mu + sigma * eps (the original protocol's encoding)."""

@@ -75,6 +75,17 @@ class PhraseVAE(torch.nn.Module):
         """The posterior mean alone (what an index stores); override where that is cheaper."""
         return self.encode(x)[0]
 
+    @property
+    def bar_part_dim(self) -> int:
+        """Size of the flattened per-bar part :meth:`encode_with_bars` gives (0: none)."""
+        return 0
+
+    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The posterior mean and, where the architecture pools bar features into it, each bar's
+        own share of its content part ``(n, 4, k)`` (they average to it): the bar order that a
+        mean over bars forgets, for re-ranking a search. None where there is no such pooling."""
+        return self.encode_mean(x), None
+
     def init_state_from(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """Weights of another configuration of this architecture, adapted to this one where the
         architecture knows how (``train --init-from``); by default they are used as they are."""

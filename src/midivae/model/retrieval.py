@@ -270,11 +270,25 @@ class RetrievalVAE(PhraseVAE):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._encode_pooled(pool_bars(x))
 
-    def _encode_pooled(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior from time-pooled bars ``(n * 4, 16, 84, tracks)``, float or 0/1 bytes."""
+    @property
+    def bar_part_dim(self) -> int:
+        return BARS_PER_PHRASE * self.config.content_dim
+
+    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        pooled = pool_bars(x)
+        h = self._bar_features(pooled)
+        bars = self.to_stats(h)[..., : self.config.content_dim]  # to_stats is affine: bars average to mu
+        return self._encode_pooled(pooled, h)[0], bars
+
+    def _bar_features(self, pooled: Tensor) -> Tensor:
+        return self.bar_encoder(pooled).reshape(pooled.shape[0] // BARS_PER_PHRASE, BARS_PER_PHRASE, -1)
+
+    def _encode_pooled(self, pooled: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior from time-pooled bars ``(n * 4, 16, 84, tracks)``, float or 0/1 bytes
+        (``h``: their bar features, where already computed)."""
         c = self.config
         n = pooled.shape[0] // BARS_PER_PHRASE
-        h = self.bar_encoder(pooled).reshape(n, BARS_PER_PHRASE, -1)
+        h = self._bar_features(pooled) if h is None else h
         stats = self.to_stats(h.mean(dim=1))
         if self.order is not None:
             stats = stats + self.order(h.reshape(n, -1))

@@ -479,6 +479,8 @@ def _run(
         _write_history(out, state["history"])
         if verbose:
             _print_row(row, improved)
+    if (out / BEST / ckpt.WEIGHTS_FILE).exists():
+        fit_search_head_of(out / BEST, splits.train, cfg.seed)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
         run_dir=out,
@@ -494,6 +496,26 @@ def _run(
         checkpoint_id=best_id,
         last_metrics=state["history"][-1] if state["history"] else {},
     )
+
+
+#: training phrases the search head's rotation is fitted on (the SVD of a few thousand suffices)
+SEARCH_FIT_ROWS = 8192
+
+
+def fit_search_head_of(checkpoint: Path, packed_train: np.ndarray, seed: int = 0, **settings) -> None:
+    """Fit the checkpoint's search head on (a sample of) its training phrases and store it beside
+    the weights (``search.safetensors``; see :mod:`midivae.model.search_head`)."""
+    from midivae.model.api import load_model
+    from midivae.model.search_head import fit_search_head, save_search_head
+
+    model = load_model(checkpoint)
+    n = packed_train.shape[0]
+    rows = np.sort(np.random.default_rng([seed, 0x5EA]).choice(n, size=min(n, SEARCH_FIT_ROWS), replace=False))
+    if rows.size < model.latent_dim:
+        return  # too few phrases for a rotation: the index keeps the plain scan
+    bits = np.unpackbits(packed_train[rows], axis=1, count=int(np.prod(PHRASE_SHAPE)))
+    mu = model.encode_mean(bits.view(bool).reshape(rows.size, *PHRASE_SHAPE))
+    save_search_head(fit_search_head(mu, **settings), checkpoint)
 
 
 def _jsonable(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""The search head: rotation keeps cosines, the bar part is each bar's deviation, round trip on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from midivae.errors import CheckpointError
+from midivae.model.retrieval import RetrievalConfig, RetrievalVAE
+from midivae.model.search_head import (
+    SearchHead,
+    fit_search_head,
+    identity_head,
+    load_search_head,
+    save_search_head,
+)
+from midivae.constants import PHRASE_SHAPE
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_rotation_keeps_cosines_and_puts_variance_first():
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal((500, 8)) * np.array([5, 1, 1, 1, 1, 1, 1, 0.1]) + 3.0
+    head = fit_search_head(mu, bar_weight=0.0, coarse_dims=2, shortlist=10)
+    v = head.vectors(mu, None)
+    u = _unit(mu)
+    assert np.allclose(v @ v.T, u @ u.T, atol=1e-5)
+    energy = (v**2).mean(0)
+    assert np.all(np.diff(energy) <= 1e-6)  # most telling directions first
+
+
+def test_bar_part_is_the_scaled_deviation_from_the_mean():
+    rng = np.random.default_rng(1)
+    bars = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    mu = np.concatenate([bars.mean(1), rng.standard_normal((3, 2)).astype(np.float32)], 1)
+    head = SearchHead(np.eye(8, dtype=np.float32), bar_weight=0.5)
+    v = head.vectors(mu, bars)
+    assert v.shape == (3, 8 + 24)
+    dev = (bars - bars.mean(1, keepdims=True)) / np.linalg.norm(bars.mean(1), axis=1)[:, None, None]
+    assert np.allclose(v[:, 8:], 0.5 * dev.reshape(3, -1), atol=1e-6)
+    # a phrase whose bars are all alike has no bar part
+    same = np.repeat(bars[:, :1], 4, axis=1)
+    assert np.allclose(head.vectors(mu, same)[:, 8:], 0.0)
+
+
+def test_round_trip_and_default(tmp_path):
+    assert load_search_head(tmp_path, 8).settings() == identity_head(8).settings()
+    head = SearchHead(np.linalg.qr(np.random.default_rng(2).standard_normal((8, 8)))[0].astype(np.float32), 0.3, 4, 50)
+    save_search_head(head, tmp_path)
+    back = load_search_head(tmp_path, 8)
+    assert back.settings() == head.settings() and np.array_equal(back.basis, head.basis)
+    with pytest.raises(CheckpointError):
+        load_search_head(tmp_path, 16)
+    (tmp_path / "search.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError):
+        load_search_head(tmp_path, 8)
+
+
+def test_retrieval_bars_average_to_the_content_mean():
+    cfg = RetrievalConfig(latent_dim=16, patch_dim=16, bar_dim=32, orch_dim=4)
+    model = RetrievalVAE(cfg).eval()
+    x = torch.from_numpy(np.random.default_rng(3).random((3, *PHRASE_SHAPE)) < 0.02).float()
+    with torch.inference_mode():
+        mu, bars = model.encode_with_bars(x)
+        assert torch.allclose(mu, model.encode(x)[0])
+    assert bars.shape == (3, 4, cfg.content_dim) and model.bar_part_dim == 4 * cfg.content_dim
+    assert torch.allclose(bars.mean(1), mu[:, : cfg.content_dim], atol=1e-5)
