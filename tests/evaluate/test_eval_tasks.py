@@ -255,5 +255,6 @@ def test_scans_find_the_exact_nearest():
     d = pairwise(pq, px)
     coarse = ExactScan.of(px.coarse.vectors, px.coarse.sq_norms, "cosine", True)
     for i in range(3):
-        got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], 50)
-        assert list(got) == list(np.argsort(d[i], kind="stable")[:50])
+        for k in (50, 20):  # a shortlist shorter than k, and one longer
+            got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], k)
+            assert list(got) == list(np.argsort(d[i], kind="stable")[:k])

@@ -573,11 +573,18 @@ def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, di
                     coarse_q: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     """Scan the coarse vectors, re-rank the ``shortlist`` nearest by the whole vectors (row-major
     ``fine``), the rest of the top ``k`` after them in coarse order (what ``pairwise`` ranks by)."""
-    top = coarse.top_k(coarse_q, max(k, shortlist))
-    short = top[:shortlist]
+    sim = coarse.similarities(coarse_q)
+    if shortlist < k:  # the rest of the top k keeps the coarse order
+        top = select_top(sim, k)
+        short, rest = top[:shortlist], top[shortlist:]
+    else:  # the re-rank orders the shortlist: no need to sort it first
+        n = sim.size
+        short = np.argpartition(sim, n - shortlist)[n - shortlist :] if shortlist < n else np.arange(n)
+        rest = None
     dot = fine[short] @ q
-    sim = 2.0 * dot - fine_sq[short] if distance == "euclidean" else dot
-    return np.concatenate([short[np.argsort(-sim, kind="stable")], top[shortlist:k]])
+    fine_sim = 2.0 * dot - fine_sq[short] if distance == "euclidean" else dot
+    ranked = short[np.argsort(-fine_sim, kind="stable")]
+    return ranked[:k] if rest is None else np.concatenate([ranked, rest])
 
 
 def _fastest_layout(time_layout: Callable[[bool], float]) -> float:
