@@ -37,7 +37,7 @@ def test_bar_part_is_the_scaled_deviation_from_the_mean():
     rng = np.random.default_rng(1)
     bars = rng.standard_normal((3, 4, 6)).astype(np.float32)
     mu = np.concatenate([bars.mean(1), rng.standard_normal((3, 2)).astype(np.float32)], 1)
-    head = SearchHead(np.eye(8, dtype=np.float32), bar_weight=0.5)
+    head = SearchHead(np.eye(8, dtype=np.float32), bar_weight=0.5, coarse_dims=0, shortlist=0)
     v = head.vectors(mu, bars)
     assert v.shape == (3, 8 + 24)
     dev = (bars - bars.mean(1, keepdims=True)) / np.linalg.norm(bars.mean(1), axis=1)[:, None, None]
@@ -69,3 +69,11 @@ def test_retrieval_bars_average_to_the_content_mean():
         assert torch.allclose(mu, model.encode(x)[0])
     assert bars.shape == (3, 4, cfg.content_dim) and model.bar_part_dim == 4 * cfg.content_dim
     assert torch.allclose(bars.mean(1), mu[:, : cfg.content_dim], atol=1e-5)
+
+
+def test_a_short_latent_gets_a_one_stage_search():
+    mu = np.random.default_rng(4).standard_normal((64, 16))
+    head = fit_search_head(mu)  # default coarse part, 32 dims, is not shorter than the latent
+    assert (head.coarse_dims, head.shortlist) == (0, 0)
+    with pytest.raises(ValueError):
+        SearchHead(np.eye(16, dtype=np.float32), coarse_dims=16, shortlist=10)

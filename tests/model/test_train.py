@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from midivae.constants import PHRASE_SHAPE
 from midivae.errors import CheckpointError
 from midivae.model import load_checkpoint, load_model
 from midivae.model.metrics import ThresholdHistogram, prf, quantise
@@ -143,6 +144,16 @@ def test_song_pair_training_and_init_from(tiny_store, tmp_path, quick_config) ->
     cfg = quick_config(epochs=1, init_from=str(first.best_dir))
     second = train(tiny_store, tmp_path / "b", arch="retrieval", model_config=paired, train_config=cfg, progress=False)
     assert "train_song" in second.last_metrics and np.isfinite(second.last_metrics["train_song"])
+    # every run's best/ gets a search head fitted on its training phrases
+    model = load_model(first.best_dir)
+    assert (first.best_dir / "search.safetensors").is_file() and model.search_id
+    head = model.search_head
+    # the bar part as shipped; a 16-dim latent is no longer than the coarse part: one-stage search
+    assert (head.bar_weight, head.coarse_dims, head.shortlist) == (0.3, 0, 0)
+    assert np.allclose(head.basis @ head.basis.T, np.eye(16), atol=1e-4)
+    phrases = np.zeros((3, *PHRASE_SHAPE), dtype=bool)
+    phrases[:, :, ::12, 30:40, 1] = True
+    assert model.encode_search(phrases).shape == (3, model.search_dim) == (3, 16 + 4 * small.content_dim)
     info = load_checkpoint(second.best_dir).train_config
     assert info.init_from == str(first.best_dir) and info.init_checkpoint_id == first.checkpoint_id
     # zero epochs of training would leave the weights as they were: check the start is the first run's

@@ -35,6 +35,10 @@ class SearchHead:
     coarse_dims: int = 32
     shortlist: int = 100
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.coarse_dims < self.basis.shape[0] and self.shortlist:
+            raise ValueError(f"coarse_dims must be below the latent size {self.basis.shape[0]}, got {self.coarse_dims}")
+
     def vectors(self, mu: np.ndarray, bars: np.ndarray | None) -> np.ndarray:
         """Search vectors float32 ``(n, latent [+ 4 * k])`` from posterior means and per-bar parts."""
         mu = np.asarray(mu, dtype=np.float32)
@@ -61,9 +65,12 @@ def fit_basis(mu: np.ndarray) -> np.ndarray:
 
 
 def fit_search_head(mu: np.ndarray, **settings) -> SearchHead:
-    """A search head for posterior means ``mu`` of training phrases (a few thousand suffice)."""
+    """A search head for posterior means ``mu`` of training phrases (a few thousand suffice).
+    A latent no longer than the coarse part gets a one-stage search (nothing to save by scanning less)."""
     if len(mu) < mu.shape[1]:
         raise ValueError(f"fitting the search rotation needs at least {mu.shape[1]} phrases, got {len(mu)}")
+    if settings.get("coarse_dims", SearchHead.coarse_dims) >= mu.shape[1]:
+        settings = {**settings, "coarse_dims": 0, "shortlist": 0}
     return SearchHead(fit_basis(mu), **settings)
 
 
