@@ -219,17 +219,16 @@ class CachedEncoder:
         return self._bars[key]
 
 
-def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None,
-                    search: bool = True) -> Embedding:
+def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None) -> Embedding:
     """The VAE's posterior mean as the embedding; ``sample`` draws z = mu + sigma * eps.
 
-    ``distance`` defaults to cosine, the metric ``midivae index build`` uses by default. With
-    ``search`` (cosine only) the vectors are the model's search vectors and the search is the
-    two-stage one its search head sets (see :mod:`midivae.model.search_head`), as the index runs it.
+    ``distance`` defaults to cosine, the metric ``midivae index build`` uses by default. Under
+    cosine the vectors are the model's search vectors and the search is the two-stage one its
+    search head sets (see :mod:`midivae.model.search_head`), as the index runs it.
     """
     dist = distance or getattr(model, "distance", None) or "cosine"
     enc = encoder or CachedEncoder(model)
-    head = getattr(model, "search_head", None) if search and dist == "cosine" else None
+    head = getattr(model, "search_head", None) if dist == "cosine" else None
     if head is not None and not head.shortlist and not head.bar_weight:
         head = None  # the plain scan of the posterior means
 
@@ -251,9 +250,9 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                          notes=f"posterior mean, {dist} distance; checkpoint {ckpt}", meta={"checkpoint_id": ckpt},
                          timing_embed=lambda ph: np.asarray(encode_mean(np.asarray(ph, dtype=bool)), np.float32))
     width = int(model.search_dim)
-    coarse = head.coarse_dims if head.shortlist else width
+    stored = head.coarse_dims + width if head.shortlist else width  # the index keeps the coarse part apart
     return Embedding(
-        name, embed, dist, width, (coarse + width) * FLOAT_BYTES if head.shortlist else width * FLOAT_BYTES,
+        name, embed, dist, width, stored * FLOAT_BYTES,
         sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
         song_dims=dims,
         notes=(f"search vectors ({dims}-dim posterior mean rotated"

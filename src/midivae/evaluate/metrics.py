@@ -103,10 +103,15 @@ def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
     return np.where(kept, fine, rough + past_fine(x, fine))
 
 
+def is_two_stage(q: Prepared, x: Prepared) -> bool:
+    """Whether searching ``x`` for ``q`` runs in two stages (a shortlist shorter than the index)."""
+    return x.coarse is not None and q.coarse is not None and x.shortlist < len(x)
+
+
 def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Whole-vector and coarse distances and each query's coarse shortlist (bool), for a two-stage
     index; None for a plain one."""
-    if x.coarse is None or q.coarse is None or x.shortlist >= len(x):
+    if not is_two_stage(q, x):
         return None
     rough = _pairwise(q.coarse, x.coarse)
     kept = np.zeros(rough.shape, dtype=bool)

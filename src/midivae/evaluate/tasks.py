@@ -21,6 +21,7 @@ from midivae.evaluate.metrics import (
     Prepared,
     first_relevant_metrics,
     group_min,
+    is_two_stage,
     pairwise,
     past_fine,
     prepare,
@@ -401,7 +402,8 @@ def version_identification(
     Song-distance rule: the mean, over the query's phrases, of the distance to the nearest
     phrase of the candidate file (every query phrase must find a match somewhere in the
     candidate, wherever it sits). A two-stage search scores exactly the files that appear in a
-    query phrase's shortlist, and ranks the rest after them. Hit@k and MRR of the first other version, ties in expectation.
+    query phrase's shortlist, and ranks the rest after them. Hit@k and MRR of the first other
+    version, ties in expectation.
     ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
     """
     emb = as_embedding(embed, distance)
@@ -631,10 +633,9 @@ def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
 
         return _seconds_per_call(sparse_search, len(queries))
     qv = queries.vectors
-    two = index.coarse is not None and queries.coarse is not None and index.shortlist < len(index)
 
     def timed(column_major: bool) -> float:
-        if two:
+        if is_two_stage(queries, index):
             c, qc = index.coarse, queries.coarse.vectors
             coarse = ExactScan.of(c.vectors, c.sq_norms, c.distance, column_major)
             fine, fine_sq = index.vectors, index.sq_norms.astype(np.float32)
@@ -660,9 +661,10 @@ def cost(
     """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query.
 
     Query time: one query at a time, top-``QUERY_K`` phrases over every phrase of ``songs`` on one
-    thread, mean over ``n_queries`` queries in the fastest of ``TIMING_REPEATS`` passes: the same numpy scan for every dense method (an
-    exact scan, or the two-stage scan-and-re-rank the embedding's search uses), a scipy sparse
-    product for the sparse ones (and, for them, the dense scan too: ``query_ms_dense``).
+    thread, mean over ``n_queries`` queries in the fastest of ``TIMING_REPEATS`` passes: the same
+    numpy scan for every dense method (an exact scan, or the two-stage scan-and-re-rank the
+    embedding's search uses), a scipy sparse product for the sparse ones (and, for them, the
+    dense scan too: ``query_ms_dense``).
     """
     import time
 

@@ -7,16 +7,18 @@ in batches under ``torch.inference_mode`` and never changes the model's weights.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from midivae.constants import MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
+from midivae.constants import BARS_PER_PHRASE, MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.model.base import PhraseVAE
-from midivae.model.checkpoint import CONFIG_FILE, load_checkpoint
-from midivae.model.search_head import SearchHead, identity_head, load_search_head
+from midivae.model.checkpoint import CONFIG_FILE, file_id, load_checkpoint
+from midivae.model.search_head import SEARCH_FILE, SearchHead, identity_head, load_search_head
 
 #: The shipped pretrained model: a checkpoint directory inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -74,34 +76,32 @@ class Model:
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
         return x if self.vae.encodes_uint8 and x.dtype == torch.uint8 else x.float()
 
-    @torch.inference_mode()
-    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance, float32 ``(n, latent_dim)`` each."""
+    def _batches(self, phrases: np.ndarray) -> Iterator[torch.Tensor]:
+        """The phrases (one, or ``(n, ...)``) as model inputs, ``batch_size`` at a time."""
         arr = np.asarray(phrases)
         if arr.ndim == len(PHRASE_SHAPE):
             arr = arr[None]
-        n = arr.shape[0]
-        mu = np.empty((n, self.latent_dim), dtype=np.float32)
-        logvar = np.empty((n, self.latent_dim), dtype=np.float32)
-        for start in range(0, n, self.batch_size):
-            x = self._phrases_tensor(arr[start : start + self.batch_size])
-            m, lv = self.vae.encode(x)
-            mu[start : start + x.shape[0]] = m.float().cpu().numpy()
-            logvar[start : start + x.shape[0]] = lv.float().cpu().numpy()
-        return mu, logvar
+        for start in range(0, arr.shape[0], self.batch_size):
+            yield self._phrases_tensor(arr[start : start + self.batch_size])
+
+    @staticmethod
+    def _numpy(t: Tensor) -> np.ndarray:
+        return t.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and log-variance, float32 ``(n, latent_dim)`` each."""
+        parts = [tuple(map(self._numpy, self.vae.encode(x))) for x in self._batches(phrases)]
+        if not parts:
+            return np.zeros((0, self.latent_dim), np.float32), np.zeros((0, self.latent_dim), np.float32)
+        return np.concatenate([m for m, _ in parts]), np.concatenate([lv for _, lv in parts])
 
     @torch.inference_mode()
     def encode_mean(self, phrases: np.ndarray) -> np.ndarray:
         """Posterior means alone, float32 ``(n, latent_dim)``: equal to ``encode(phrases)[0]``,
         cheaper where the architecture can skip the log-variance (what an index needs)."""
-        arr = np.asarray(phrases)
-        if arr.ndim == len(PHRASE_SHAPE):
-            arr = arr[None]
-        mu = np.empty((arr.shape[0], self.latent_dim), dtype=np.float32)
-        for start in range(0, arr.shape[0], self.batch_size):
-            x = self._phrases_tensor(arr[start : start + self.batch_size])
-            mu[start : start + x.shape[0]] = self.vae.encode_mean(x).float().cpu().numpy()
-        return mu
+        parts = [self._numpy(self.vae.encode_mean(x)) for x in self._batches(phrases)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.latent_dim), np.float32)
 
     @property
     def search_head(self) -> SearchHead:
@@ -111,21 +111,26 @@ class Model:
             self._search_head = load_search_head(self.path, self.latent_dim) if self.path else identity_head(self.latent_dim)
         return self._search_head
 
+    @property
+    def search_id(self) -> str:
+        """Short hash of the checkpoint's search head file ("" without one): with the checkpoint id,
+        what an index checks before it takes this model's vectors."""
+        path = self.path / SEARCH_FILE if self.path else None
+        return file_id(path) if path is not None and path.is_file() else ""
+
+    @property
+    def search_dim(self) -> int:
+        return self.latent_dim + (self.vae.bar_part_dim if self.search_head.bar_weight else 0)
+
     @torch.inference_mode()
     def encode_search(self, phrases: np.ndarray) -> np.ndarray:
         """Search vectors float32 ``(n, search_dim)`` (see :mod:`midivae.model.search_head`)."""
-        arr = np.asarray(phrases)
-        if arr.ndim == len(PHRASE_SHAPE):
-            arr = arr[None]
         head = self.search_head
         parts = []
-        for start in range(0, arr.shape[0], self.batch_size):
-            x = self._phrases_tensor(arr[start : start + self.batch_size])
+        for x in self._batches(phrases):
             mu, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None)
-            parts.append(head.vectors(mu.float().cpu().numpy(), None if bars is None else bars.float().cpu().numpy()))
-        if not parts:
-            return np.zeros((0, self.search_dim), dtype=np.float32)
-        return np.concatenate(parts)
+            parts.append(head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars)))
+        return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)
 
     @torch.inference_mode()
     def encode_bars(self, phrases: np.ndarray) -> np.ndarray | None:
@@ -133,26 +138,9 @@ class Model:
         (None where the architecture has none; see ``PhraseVAE.encode_with_bars``)."""
         if not self.vae.bar_part_dim:
             return None
-        arr = np.asarray(phrases)
-        if arr.ndim == len(PHRASE_SHAPE):
-            arr = arr[None]
-        parts = [self.vae.encode_with_bars(self._phrases_tensor(arr[s : s + self.batch_size]))[1].float().cpu().numpy()
-                 for s in range(0, arr.shape[0], self.batch_size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 4, self.vae.bar_part_dim // 4), np.float32)
-
-    @property
-    def search_id(self) -> str:
-        """Short hash of the checkpoint's search head file ("" without one): with the checkpoint id,
-        what an index checks before it takes this model's vectors."""
-        from midivae.model.checkpoint import file_id
-        from midivae.model.search_head import SEARCH_FILE
-
-        path = self.path / SEARCH_FILE if self.path else None
-        return file_id(path) if path is not None and path.is_file() else ""
-
-    @property
-    def search_dim(self) -> int:
-        return self.latent_dim + (self.vae.bar_part_dim if self.search_head.bar_weight else 0)
+        parts = [self._numpy(self.vae.encode_with_bars(x)[1]) for x in self._batches(phrases)]
+        k = self.vae.bar_part_dim // BARS_PER_PHRASE
+        return np.concatenate(parts) if parts else np.zeros((0, BARS_PER_PHRASE, k), np.float32)
 
     def encode_sample(self, phrases: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Sampled latents z = mu + sigma * eps (the original protocol's encoding)."""
