@@ -40,6 +40,8 @@ class IndexInfo:
     generation: str
     checkpoint_id: str
     checkpoint: str
+    #: the model's latent size; ``vector_dims``: the width of a stored search vector (larger
+    #: where the model's search head adds a bar-order part)
     latent_dim: int
     kind: str
     metric: str
@@ -48,6 +50,7 @@ class IndexInfo:
     n_dead_slots: int
     created_at: str
     disk_bytes: int
+    vector_dims: int = 0
     coarse_dims: int = 0
     shortlist: int = 0
     search_id: str = ""
@@ -163,11 +166,12 @@ class LatentIndex:
         disk = sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
         return IndexInfo(
             path=str(self.path), generation=self.generation.name, checkpoint_id=self.checkpoint_id,
-            checkpoint=self.meta.get("checkpoint", ""), latent_dim=self.latent_dim,
+            checkpoint=self.meta.get("checkpoint", ""), latent_dim=int(self.meta.get("song_dims", self.latent_dim)),
             kind=getattr(getattr(self.phrases, "spec", None), "kind", self.meta.get("backend", "?")),
             metric=self.metric, n_songs=self.catalogue.n_songs(),
             n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
-            created_at=self.meta.get("created_at", ""), disk_bytes=disk, coarse_dims=self.coarse_dims,
+            created_at=self.meta.get("created_at", ""), disk_bytes=disk, vector_dims=self.latent_dim,
+            coarse_dims=self.coarse_dims,
             shortlist=self.shortlist, search_id=self.search_id)
 
     def close(self) -> None:
