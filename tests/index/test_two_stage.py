@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from midivae.constants import BARS_PER_PHRASE
+from midivae.data.fingerprint import signatures
 from midivae.errors import IndexMismatchError
 from midivae.index import BarProfileEncoder, LatentIndex, add_to_index, build_index, remove_from_index
 from midivae.index.latent_index import WHOLE
@@ -20,14 +21,15 @@ from midivae.model.search_head import SearchHead
 class TwoStageEncoder:
     """The built-in encoder with a search head: per-bar parts are the bar-profile means of each bar."""
 
-    def __init__(self, search_id: str = "head-a", coarse_dims: int = 4, shortlist: int = 6) -> None:
+    def __init__(self, search_id: str = "head-a", coarse_dims: int = 4, shortlist: int = 6, fingerprints: int = 0) -> None:
         self.base = BarProfileEncoder(16, seed=0)
         self.latent_dim = 16
         self.checkpoint_id = self.base.checkpoint_id
         self.search_id = search_id
         basis = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))[0].astype(np.float32)
-        self.search_head = SearchHead(basis, bar_weight=0.3, coarse_dims=coarse_dims, shortlist=shortlist)
-        self.search_dim = 16 + BARS_PER_PHRASE * 16
+        self.search_head = SearchHead(basis, bar_weight=0.3, coarse_dims=coarse_dims, shortlist=shortlist,
+                                      fingerprint_hashes=fingerprints, fingerprint_top=3 if fingerprints else 0)
+        self.search_dim = 16 + BARS_PER_PHRASE * 16 + fingerprints
 
     def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.base.encode(phrases)
@@ -39,7 +41,10 @@ class TwoStageEncoder:
             one[:, b] = phrases[:, b]
             bars.append(self.base.encode(one)[0])
         bars = np.stack(bars, axis=1)
-        return self.search_head.vectors(bars.mean(axis=1), bars)
+        v = self.search_head.vectors(bars.mean(axis=1), bars)
+        if self.search_head.fingerprint_hashes:
+            v = np.concatenate([v, signatures(phrases, self.search_head.fingerprint_hashes).astype(np.float32)], axis=1)
+        return v
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +109,36 @@ def test_another_search_head_is_refused(two_stage, song_dir):
         add_to_index(two_stage, [song_dir], other)
     with LatentIndex.open(two_stage) as ix, pytest.raises(IndexMismatchError):
         search(ix, str(sorted(song_dir.glob("*.npz"))[0]), lambda: other, k=3)
+
+
+def test_fingerprints_reorder_the_nearest_and_survive_storage(song_dir, tmp_path):
+    enc = TwoStageEncoder(search_id="head-fp", fingerprints=32)
+    path = tmp_path / "fp"
+    build_index([song_dir], path, enc)
+    query = sorted(song_dir.glob("*.npz"))[7]
+    with LatentIndex.open(path) as ix:
+        assert (ix.signature_dims, ix.fp_top) == (32, 3) and ix.phrases.dim == 4 and ix.whole.dim == 80 + 32
+        vids = ix.table().vector_ids
+        stored = ix.search_vectors(vids)
+        np.testing.assert_array_equal(stored[:, -32:], np.round(stored[:, -32:]))  # exact integers kept
+        q = query_from_file(query, enc, None, any_key=False)
+        hits = rank_songs(ix, q, k=5, candidates=len(ix.phrases))
+        assert hits[0].song_id == query.stem and hits[0].distance == pytest.approx(0, abs=1e-5)
+        # reference: whole-vector cosine, each row's 3 nearest + weight (1 - similarity), the rest + weight
+        from midivae.data.fingerprint import similarity
+
+        coords, sig = q.vectors[0][:, :-32], q.vectors[0][:, -32:].astype(np.int64)
+        unit = coords / np.linalg.norm(coords, axis=1, keepdims=True)
+        ref = {}
+        all_v = stored[:, :-32] / np.linalg.norm(stored[:, :-32], axis=1, keepdims=True)
+        d = np.maximum(1 - unit @ all_v.T, 0)
+        near = np.partition(d, 2, axis=1)[:, 2]
+        adj = d + 0.2
+        for r in range(d.shape[0]):
+            cols = np.nonzero(d[r] <= near[r])[0]
+            adj[r, cols] = d[r, cols] + 0.2 * (1 - similarity(sig[r], stored[cols, -32:].astype(np.int64)))
+        owner = ix.song_keys_of(vids)
+        for key in np.unique(owner):
+            ref[int(key)] = float(adj[:, owner == key].min(axis=1).mean())
+        best = sorted(ref.values())[:5]
+        assert [h.distance for h in hits] == pytest.approx(best, abs=1e-5)

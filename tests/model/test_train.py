@@ -153,7 +153,7 @@ def test_song_pair_training_and_init_from(tiny_store, tmp_path, quick_config) ->
     assert np.allclose(head.basis @ head.basis.T, np.eye(16), atol=1e-4)
     phrases = np.zeros((3, *PHRASE_SHAPE), dtype=bool)
     phrases[:, :, ::12, 30:40, 1] = True
-    assert model.encode_search(phrases).shape == (3, model.search_dim) == (3, 16 + 4 * small.content_dim)
+    assert model.encode_search(phrases).shape == (3, model.search_dim) == (3, 16 + 4 * small.content_dim + 64)
     info = load_checkpoint(second.best_dir).train_config
     assert info.init_from == str(first.best_dir) and info.init_checkpoint_id == first.checkpoint_id
     # zero epochs of training would leave the weights as they were: check the start is the first run's

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
+from midivae.data.fingerprint import signatures
 from midivae.evaluate.data import SongPhrases, flatten
 from midivae.evaluate.embedding import Embedding
 
@@ -232,15 +233,22 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     if head is not None and not head.shortlist and not head.bar_weight:
         head = None  # the plain scan of the posterior means
 
+    def search_vectors(z: np.ndarray, phrases: np.ndarray) -> np.ndarray:
+        if head is None:
+            return z
+        v = head.vectors(z, enc.bars(phrases) if head.bar_weight else None)
+        if head.fingerprint_hashes:
+            v = np.concatenate([v, signatures(phrases, head.fingerprint_hashes).astype(np.float32)], axis=1)
+        return v
+
     def embed(phrases: np.ndarray) -> np.ndarray:
-        mu = enc.encode(phrases)[0]
-        return mu if head is None else head.vectors(mu, enc.bars(phrases) if head.bar_weight else None)
+        return search_vectors(enc.encode(phrases)[0], phrases)
 
     def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mu, logvar = enc.encode(phrases)
         mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
         z = (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
-        return z if head is None else head.vectors(z, enc.bars(phrases) if head.bar_weight else None)
+        return search_vectors(z, phrases)
 
     ckpt = str(getattr(model, "checkpoint_id", ""))
     dims = int(model.latent_dim)
@@ -251,13 +259,17 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                          timing_embed=lambda ph: np.asarray(encode_mean(np.asarray(ph, dtype=bool)), np.float32))
     width = int(model.search_dim)
     stored = head.coarse_dims + width if head.shortlist else width  # the index keeps the coarse part apart
+    fp = head.fingerprint_hashes
     return Embedding(
         name, embed, dist, width, stored * FLOAT_BYTES,
         sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
-        song_dims=dims,
+        song_dims=dims, signature_dims=fp, fp_weight=head.fingerprint_weight, fp_top=head.fingerprint_top,
         notes=(f"search vectors ({dims}-dim posterior mean rotated"
-               + (f" + {head.bar_weight} x per-bar part, {width} dims" if head.bar_weight else "")
+               + (f" + {head.bar_weight} x per-bar part" if head.bar_weight else "")
+               + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
+               + (f"; the nearest {head.fingerprint_top} re-ordered by + {head.fingerprint_weight} x (1 - landmark "
+                  "similarity)" if fp else "")
                + f"), cosine; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))

@@ -11,7 +11,7 @@ baselines are 98% empty and 80,640 wide; densifying them would cost gigabytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -45,16 +45,28 @@ class Prepared:
     distance: str
     coarse: "Prepared | None" = None
     shortlist: int = 0
+    #: landmark fingerprints (midivae.data.fingerprint) and how they re-order each query's
+    #: ``fp_top`` nearest rows: distance + ``fp_weight`` x (1 - similarity); the rest + ``fp_weight``
+    signatures: np.ndarray | None = None
+    fp_weight: float = 0.0
+    fp_top: int = 0
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
 
 
-def prepare(vectors: np.ndarray | sp.spmatrix, distance: str, coarse_dims: int = 0, shortlist: int = 0) -> Prepared:
+def prepare(vectors: np.ndarray | sp.spmatrix, distance: str, coarse_dims: int = 0, shortlist: int = 0,
+            signature_dims: int = 0, fp_weight: float = 0.0, fp_top: int = 0) -> Prepared:
     """Cast to float32 (dense) or CSR, L2-normalise for cosine, precompute squared norms.
 
-    ``coarse_dims`` > 0 with ``shortlist`` > 0 prepares a two-stage search (see :class:`Prepared`).
+    ``coarse_dims`` > 0 with ``shortlist`` > 0 prepares a two-stage search; ``signature_dims`` > 0:
+    the last columns are fingerprint signatures, not coordinates (see :class:`Prepared`).
     """
+    if signature_dims:
+        v = np.asarray(vectors)
+        rest = prepare(v[:, :-signature_dims], distance, coarse_dims, shortlist)
+        return replace(rest, signatures=v[:, -signature_dims:].astype(np.int64), fp_weight=float(fp_weight),
+                       fp_top=int(fp_top))
     if coarse_dims and shortlist:
         if sp.issparse(vectors):
             raise ValueError("two-stage search needs dense vectors")
@@ -85,7 +97,9 @@ def take(p: Prepared, rows: np.ndarray) -> Prepared:
     """A subset of prepared vectors (rows in the given order)."""
     rows = np.asarray(rows, dtype=np.int64)
     coarse = take(p.coarse, rows) if p.coarse is not None else None
-    return Prepared(p.vectors[rows], p.sq_norms[rows], p.distance, coarse, p.shortlist)
+    signatures = p.signatures[rows] if p.signatures is not None else None
+    return Prepared(p.vectors[rows], p.sq_norms[rows], p.distance, coarse, p.shortlist, signatures, p.fp_weight,
+                    p.fp_top)
 
 
 def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
@@ -98,9 +112,24 @@ def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
     """
     stages = two_stage(q, x)
     if stages is None:
-        return _pairwise(q, x)
+        return fingerprint_order(q, x, _pairwise(q, x))
     fine, rough, kept = stages
-    return np.where(kept, fine, rough + past_fine(x, fine))
+    return fingerprint_order(q, x, np.where(kept, fine, rough + past_fine(x, fine)))
+
+
+def fingerprint_order(q: Prepared, x: Prepared, d: np.ndarray) -> np.ndarray:
+    """Distances with the fingerprint re-ordering of each query's ``fp_top`` nearest rows applied
+    (unchanged where ``x`` has no fingerprints). Every other row moves back by ``fp_weight``, so
+    the nearest stay first and none goes below its plain distance."""
+    if x.signatures is None or q.signatures is None or not x.fp_top:
+        return d
+    from midivae.data.fingerprint import similarity
+
+    top = np.argpartition(d, min(x.fp_top, d.shape[1]) - 1, axis=1)[:, : x.fp_top]
+    sim = similarity(q.signatures[:, None, :], x.signatures[top])
+    out = d + x.fp_weight
+    np.put_along_axis(out, top, np.take_along_axis(d, top, axis=1) + x.fp_weight * (1.0 - sim), axis=1)
+    return out
 
 
 def is_two_stage(q: Prepared, x: Prepared) -> bool:

@@ -19,6 +19,7 @@ from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, pack, pi
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_batches, embed_phrases
 from midivae.evaluate.metrics import (
     Prepared,
+    fingerprint_order,
     first_relevant_metrics,
     group_min,
     is_two_stage,
@@ -431,7 +432,7 @@ def version_identification(
             near[a : a + QUERY_CHUNK] = near_coarse[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
         else:
             fine, rough, kept = stages
-            near[a : a + QUERY_CHUNK] = group_min(fine, flat.starts)
+            near[a : a + QUERY_CHUNK] = group_min(fingerprint_order(q, x, fine), flat.starts)
             near_coarse[a : a + QUERY_CHUNK] = group_min(rough, flat.starts)
             listed[a : a + QUERY_CHUNK] = np.logical_or.reduceat(kept, flat.starts, axis=1)
         tol_rows[a : a + QUERY_CHUNK] = tie_tolerance(q, x)
@@ -589,6 +590,19 @@ def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, di
     return ranked[:k] if rest is None else np.concatenate([ranked, rest])
 
 
+def fingerprint_top_k(index: Prepared, fine: np.ndarray, fine_sq: np.ndarray, signature: np.ndarray, q: np.ndarray,
+                      ranked: np.ndarray) -> np.ndarray:
+    """``ranked`` (nearest first) with its first ``index.fp_top`` re-ordered by distance plus the
+    fingerprint term, as :func:`~midivae.evaluate.metrics.fingerprint_order` ranks them."""
+    from midivae.data.fingerprint import similarity
+
+    head = ranked[: index.fp_top]
+    dot = fine[head] @ q
+    dist = fine_sq[head] - 2.0 * dot if index.distance == "euclidean" else 1.0 - dot
+    dist = dist + index.fp_weight * (1.0 - similarity(signature, index.signatures[head]))
+    return np.concatenate([head[np.argsort(dist, kind="stable")], ranked[index.fp_top :]])
+
+
 def _fastest_layout(time_layout: Callable[[bool], float]) -> float:
     """Seconds per query in the faster of the two layouts."""
     return min(time_layout(False), time_layout(True))
@@ -633,16 +647,20 @@ def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
 
         return _seconds_per_call(sparse_search, len(queries))
     qv = queries.vectors
+    fine, fine_sq = index.vectors, index.sq_norms.astype(np.float32)
 
     def timed(column_major: bool) -> float:
         if is_two_stage(queries, index):
             c, qc = index.coarse, queries.coarse.vectors
             coarse = ExactScan.of(c.vectors, c.sq_norms, c.distance, column_major)
-            fine, fine_sq = index.vectors, index.sq_norms.astype(np.float32)
-            return _seconds_per_call(lambda i: two_stage_top_k(coarse, fine, fine_sq, index.distance, index.shortlist,
-                                                           qc[i], qv[i], k), len(qv))
-        scan = ExactScan.of(index.vectors, index.sq_norms, index.distance, column_major)
-        return _seconds_per_call(lambda i: scan.top_k(qv[i], k), len(qv))
+            search = lambda i: two_stage_top_k(coarse, fine, fine_sq, index.distance, index.shortlist, qc[i], qv[i], k)
+        else:
+            scan = ExactScan.of(index.vectors, index.sq_norms, index.distance, column_major)
+            search = lambda i: scan.top_k(qv[i], k)
+        if index.signatures is not None and queries.signatures is not None and index.fp_top:
+            plain = search
+            search = lambda i: fingerprint_top_k(index, fine, fine_sq, queries.signatures[i], qv[i], plain(i))
+        return _seconds_per_call(search, len(qv))
 
     with one_blas_thread():
         return _fastest_layout(timed)

@@ -83,7 +83,7 @@ class SearchLayout:
     ``width``: dims of a search vector; ``coarse_dims`` > 0: the phrase index scans only that many
     leading dims and candidate songs are scored on the whole vectors (two-stage); ``song_dims``:
     the leading dims a song vector averages; ``search_id``: identifies the search head, so an
-    index refuses vectors made by another one.
+    index refuses vectors made by another one; ``signature_dims``: trailing fingerprint columns.
     """
 
     width: int
@@ -91,6 +91,10 @@ class SearchLayout:
     shortlist: int = 0
     song_dims: int = 0
     search_id: str = ""
+    #: trailing columns that are fingerprint signatures, and how they re-order a query's nearest
+    signature_dims: int = 0
+    fp_weight: float = 0.0
+    fp_top: int = 0
 
 
 def search_layout(encoder: Encoder) -> SearchLayout:
@@ -98,7 +102,8 @@ def search_layout(encoder: Encoder) -> SearchLayout:
     if head is None or (not head.bar_weight and not head.shortlist and not getattr(encoder, "search_id", "")):
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
-                        encoder.latent_dim, str(getattr(encoder, "search_id", "")))
+                        encoder.latent_dim, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
+                        float(head.fingerprint_weight), int(head.fingerprint_top))
 
 
 def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from midivae.constants import BARS_PER_PHRASE, MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
+from midivae.data.fingerprint import signatures
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.model.base import PhraseVAE
 from midivae.model.checkpoint import CONFIG_FILE, file_id, load_checkpoint
@@ -120,16 +121,24 @@ class Model:
 
     @property
     def search_dim(self) -> int:
-        return self.latent_dim + (self.vae.bar_part_dim if self.search_head.bar_weight else 0)
+        head = self.search_head
+        return self.latent_dim + (self.vae.bar_part_dim if head.bar_weight else 0) + head.fingerprint_hashes
 
     @torch.inference_mode()
     def encode_search(self, phrases: np.ndarray) -> np.ndarray:
         """Search vectors float32 ``(n, search_dim)`` (see :mod:`midivae.model.search_head`)."""
         head = self.search_head
+        arr = np.asarray(phrases)
+        if arr.ndim == len(PHRASE_SHAPE):
+            arr = arr[None]
         parts = []
-        for x in self._batches(phrases):
+        for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
             mu, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None)
-            parts.append(head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars)))
+            v = head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars))
+            if head.fingerprint_hashes:
+                sig = signatures(arr[start : start + self.batch_size], head.fingerprint_hashes)
+                v = np.concatenate([v, sig.astype(np.float32)], axis=1)
+            parts.append(v)
         return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)
 
     @torch.inference_mode()

@@ -6,7 +6,9 @@ two parts: the unit posterior mean, rotated onto its principal axes (a rotation 
 and puts the most telling directions first), then ``bar_weight`` times each bar's deviation from
 that mean (the bar order). An index scans only the first ``coarse_dims`` columns (cheap), and
 re-ranks its ``shortlist`` nearest by the whole vector. Architectures without per-bar features
-get the rotated mean alone.
+get the rotated mean alone. Optionally a landmark fingerprint of the phrase's notes follows
+(``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): it re-orders each query's
+few nearest phrases so that the phrase it was cut from beats a near-repeat of it.
 
 Stored beside the weights as ``search.safetensors`` (the rotation, and the settings as JSON
 metadata), fitted on training phrases by :func:`fit_search_head`. The figures that chose the
@@ -34,6 +36,12 @@ class SearchHead:
     bar_weight: float = 0.3
     coarse_dims: int = 32
     shortlist: int = 100
+    #: landmark fingerprints (midivae.data.fingerprint): MinHash components appended to the search
+    #: vector (0: none); each query phrase's ``fingerprint_top`` nearest phrases then rank by
+    #: distance + ``fingerprint_weight`` x (1 - estimated landmark Jaccard), the rest come after
+    fingerprint_hashes: int = 64
+    fingerprint_weight: float = 0.2
+    fingerprint_top: int = 10
 
     def __post_init__(self) -> None:
         if not 0 <= self.coarse_dims < self.basis.shape[0] and self.shortlist:
@@ -75,8 +83,10 @@ def fit_search_head(mu: np.ndarray, **settings) -> SearchHead:
 
 
 def identity_head(latent_dim: int) -> SearchHead:
-    """The plain search: one exact scan of the unit posterior means (no rotation, no bar part)."""
-    return SearchHead(np.eye(latent_dim, dtype=np.float32), bar_weight=0.0, coarse_dims=0, shortlist=0)
+    """The plain search: one exact scan of the unit posterior means (no rotation, no bar part,
+    no fingerprint)."""
+    return SearchHead(np.eye(latent_dim, dtype=np.float32), bar_weight=0.0, coarse_dims=0, shortlist=0,
+                      fingerprint_hashes=0, fingerprint_weight=0.0, fingerprint_top=0)
 
 
 def save_search_head(head: SearchHead, folder: str | os.PathLike[str]) -> Path:
@@ -103,6 +113,8 @@ def load_search_head(folder: str | os.PathLike[str], latent_dim: int) -> SearchH
             settings = json.loads((f.metadata() or {}).get("settings", "{}"))
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot read the search head {path}: {exc}") from None
+    # a file from before fingerprints existed has none (its vectors must stay what they were)
+    settings = {"fingerprint_hashes": 0, "fingerprint_weight": 0.0, "fingerprint_top": 0, **settings}
     if basis.shape != (latent_dim, latent_dim):
         raise CheckpointError(f"{path}: rotation has shape {basis.shape}, the model's latent has {latent_dim} dims")
     return SearchHead(basis, **settings)
