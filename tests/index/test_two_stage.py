@@ -28,7 +28,7 @@ class TwoStageEncoder:
         self.search_id = search_id
         basis = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))[0].astype(np.float32)
         self.search_head = SearchHead(basis, bar_weight=0.3, coarse_dims=coarse_dims, shortlist=shortlist,
-                                      fingerprint_hashes=fingerprints, fingerprint_top=3 if fingerprints else 0)
+                                      fingerprint_hashes=fingerprints)
         self.search_dim = 16 + BARS_PER_PHRASE * 16 + fingerprints
 
     def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,34 +111,32 @@ def test_another_search_head_is_refused(two_stage, song_dir):
         search(ix, str(sorted(song_dir.glob("*.npz"))[0]), lambda: other, k=3)
 
 
-def test_fingerprints_reorder_the_nearest_and_survive_storage(song_dir, tmp_path):
+def test_fingerprints_rerank_the_shortlist_and_survive_storage(song_dir, tmp_path):
+    from midivae.data.fingerprint import similarity
+
     enc = TwoStageEncoder(search_id="head-fp", fingerprints=32)
     path = tmp_path / "fp"
     build_index([song_dir], path, enc)
     query = sorted(song_dir.glob("*.npz"))[7]
     with LatentIndex.open(path) as ix:
-        assert (ix.signature_dims, ix.fp_top) == (32, 3) and ix.phrases.dim == 4 and ix.whole.dim == 80 + 32
+        assert (ix.signature_dims, ix.fp_weight) == (32, 0.2) and ix.phrases.dim == 4 and ix.whole.dim == 80 + 32
         vids = ix.table().vector_ids
         stored = ix.search_vectors(vids)
         np.testing.assert_array_equal(stored[:, -32:], np.round(stored[:, -32:]))  # exact integers kept
         q = query_from_file(query, enc, None, any_key=False)
         hits = rank_songs(ix, q, k=5, candidates=len(ix.phrases))
         assert hits[0].song_id == query.stem and hits[0].distance == pytest.approx(0, abs=1e-5)
-        # reference: whole-vector cosine, each row's 3 nearest + weight (1 - similarity), the rest + weight
-        from midivae.data.fingerprint import similarity
+        # reference: whole-vector cosine; the 6 nearest by the coarse part get + 0.2 (1 - similarity),
+        # every other phrase + 0.2; a song's score is the mean over query phrases of its nearest
+        def unit(v):
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-        coords, sig = q.vectors[0][:, :-32], q.vectors[0][:, -32:].astype(np.int64)
-        unit = coords / np.linalg.norm(coords, axis=1, keepdims=True)
-        ref = {}
-        all_v = stored[:, :-32] / np.linalg.norm(stored[:, :-32], axis=1, keepdims=True)
-        d = np.maximum(1 - unit @ all_v.T, 0)
-        near = np.partition(d, 2, axis=1)[:, 2]
-        adj = d + 0.2
+        coords, sig = q.vectors[0][:, :-32], q.vectors[0][:, -32:].astype(np.int32)
+        d = np.maximum(1 - unit(coords) @ unit(stored[:, :-32]).T, 0) + 0.2
+        rough = 1 - unit(coords[:, :4]) @ unit(stored[:, :4]).T
         for r in range(d.shape[0]):
-            cols = np.nonzero(d[r] <= near[r])[0]
-            adj[r, cols] = d[r, cols] + 0.2 * (1 - similarity(sig[r], stored[cols, -32:].astype(np.int64)))
+            short = np.argsort(rough[r], kind="stable")[:6]
+            d[r, short] -= 0.2 * similarity(sig[r], stored[short, -32:].astype(np.int32))
         owner = ix.song_keys_of(vids)
-        for key in np.unique(owner):
-            ref[int(key)] = float(adj[:, owner == key].min(axis=1).mean())
-        best = sorted(ref.values())[:5]
-        assert [h.distance for h in hits] == pytest.approx(best, abs=1e-5)
+        ref = sorted(float(d[:, owner == key].min(axis=1).mean()) for key in np.unique(owner))
+        assert [h.distance for h in hits] == pytest.approx(ref[:5], abs=1e-5)

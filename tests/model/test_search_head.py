@@ -37,7 +37,7 @@ def test_bar_part_is_the_scaled_deviation_from_the_mean():
     rng = np.random.default_rng(1)
     bars = rng.standard_normal((3, 4, 6)).astype(np.float32)
     mu = np.concatenate([bars.mean(1), rng.standard_normal((3, 2)).astype(np.float32)], 1)
-    head = SearchHead(np.eye(8, dtype=np.float32), bar_weight=0.5, coarse_dims=0, shortlist=0)
+    head = SearchHead(np.eye(8, dtype=np.float32), bar_weight=0.5, coarse_dims=0, shortlist=0, fingerprint_hashes=0)
     v = head.vectors(mu, bars)
     assert v.shape == (3, 8 + 24)
     dev = (bars - bars.mean(1, keepdims=True)) / np.linalg.norm(bars.mean(1), axis=1)[:, None, None]
@@ -77,3 +77,6 @@ def test_a_short_latent_gets_a_one_stage_search():
     assert (head.coarse_dims, head.shortlist) == (0, 0)
     with pytest.raises(ValueError):
         SearchHead(np.eye(16, dtype=np.float32), coarse_dims=16, shortlist=10)
+    with pytest.raises(ValueError, match="two-stage"):  # fingerprints re-rank a shortlist
+        SearchHead(np.eye(16, dtype=np.float32), coarse_dims=0, shortlist=0, fingerprint_hashes=8)
+    assert fit_search_head(mu).fingerprint_hashes == 0

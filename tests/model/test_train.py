@@ -148,12 +148,13 @@ def test_song_pair_training_and_init_from(tiny_store, tmp_path, quick_config) ->
     model = load_model(first.best_dir)
     assert (first.best_dir / "search.safetensors").is_file() and model.search_id
     head = model.search_head
-    # the bar part as shipped; a 16-dim latent is no longer than the coarse part: one-stage search
-    assert (head.bar_weight, head.coarse_dims, head.shortlist) == (0.3, 0, 0)
+    # the bar part as shipped; a 16-dim latent is no longer than the coarse part: one-stage search,
+    # so no fingerprints either (they re-rank a shortlist)
+    assert (head.bar_weight, head.coarse_dims, head.shortlist, head.fingerprint_hashes) == (0.3, 0, 0, 0)
     assert np.allclose(head.basis @ head.basis.T, np.eye(16), atol=1e-4)
     phrases = np.zeros((3, *PHRASE_SHAPE), dtype=bool)
     phrases[:, :, ::12, 30:40, 1] = True
-    assert model.encode_search(phrases).shape == (3, model.search_dim) == (3, 16 + 4 * small.content_dim + 64)
+    assert model.encode_search(phrases).shape == (3, model.search_dim) == (3, 16 + 4 * small.content_dim)
     info = load_checkpoint(second.best_dir).train_config
     assert info.init_from == str(first.best_dir) and info.init_checkpoint_id == first.checkpoint_id
     # zero epochs of training would leave the weights as they were: check the start is the first run's

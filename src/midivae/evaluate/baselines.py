@@ -263,13 +263,12 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     return Embedding(
         name, embed, dist, width, stored * FLOAT_BYTES,
         sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
-        song_dims=dims, signature_dims=fp, fp_weight=head.fingerprint_weight, fp_top=head.fingerprint_top,
+        song_dims=dims, signature_dims=fp, fp_weight=head.fingerprint_weight,
         notes=(f"search vectors ({dims}-dim posterior mean rotated"
                + (f" + {head.bar_weight} x per-bar part" if head.bar_weight else "")
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
-               + (f"; the nearest {head.fingerprint_top} re-ordered by + {head.fingerprint_weight} x (1 - landmark "
-                  "similarity)" if fp else "")
+               + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
                + f"), cosine; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))

@@ -49,15 +49,13 @@ class Embedding:
     shortlist: int = 0
     #: leading columns a song vector averages (0: all); a bar-order part means nothing for a song
     song_dims: int = 0
-    #: trailing columns that are fingerprint signatures, and how they re-order a query's nearest
+    #: trailing columns that are fingerprint signatures, and their weight in the shortlist's ranking
     signature_dims: int = 0
     fp_weight: float = 0.0
-    fp_top: int = 0
 
     def prepare(self, vectors: np.ndarray | sp.spmatrix) -> Prepared:
         """The vectors ready for this embedding's search (see :func:`~midivae.evaluate.metrics.prepare`)."""
-        return prepare(vectors, self.distance, self.coarse_dims, self.shortlist, self.signature_dims,
-                       self.fp_weight, self.fp_top)
+        return prepare(vectors, self.distance, self.coarse_dims, self.shortlist, self.signature_dims, self.fp_weight)
 
     def encode_sampled(self, phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sample is None:

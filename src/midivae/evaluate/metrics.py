@@ -45,28 +45,28 @@ class Prepared:
     distance: str
     coarse: "Prepared | None" = None
     shortlist: int = 0
-    #: landmark fingerprints (midivae.data.fingerprint) and how they re-order each query's
-    #: ``fp_top`` nearest rows: distance + ``fp_weight`` x (1 - similarity); the rest + ``fp_weight``
+    #: landmark fingerprints (midivae.data.fingerprint), two-stage only: the shortlist is ranked by
+    #: whole-vector distance + ``fp_weight`` x (1 - landmark similarity)
     signatures: np.ndarray | None = None
     fp_weight: float = 0.0
-    fp_top: int = 0
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
 
 
 def prepare(vectors: np.ndarray | sp.spmatrix, distance: str, coarse_dims: int = 0, shortlist: int = 0,
-            signature_dims: int = 0, fp_weight: float = 0.0, fp_top: int = 0) -> Prepared:
+            signature_dims: int = 0, fp_weight: float = 0.0) -> Prepared:
     """Cast to float32 (dense) or CSR, L2-normalise for cosine, precompute squared norms.
 
     ``coarse_dims`` > 0 with ``shortlist`` > 0 prepares a two-stage search; ``signature_dims`` > 0:
     the last columns are fingerprint signatures, not coordinates (see :class:`Prepared`).
     """
     if signature_dims:
+        if not (coarse_dims and shortlist):
+            raise ValueError("fingerprints re-rank a shortlist: they need a two-stage search")
         v = np.asarray(vectors)
         rest = prepare(v[:, :-signature_dims], distance, coarse_dims, shortlist)
-        return replace(rest, signatures=v[:, -signature_dims:].astype(np.int64), fp_weight=float(fp_weight),
-                       fp_top=int(fp_top))
+        return replace(rest, signatures=v[:, -signature_dims:].astype(np.int32), fp_weight=float(fp_weight))
     if coarse_dims and shortlist:
         if sp.issparse(vectors):
             raise ValueError("two-stage search needs dense vectors")
@@ -98,8 +98,7 @@ def take(p: Prepared, rows: np.ndarray) -> Prepared:
     rows = np.asarray(rows, dtype=np.int64)
     coarse = take(p.coarse, rows) if p.coarse is not None else None
     signatures = p.signatures[rows] if p.signatures is not None else None
-    return Prepared(p.vectors[rows], p.sq_norms[rows], p.distance, coarse, p.shortlist, signatures, p.fp_weight,
-                    p.fp_top)
+    return Prepared(p.vectors[rows], p.sq_norms[rows], p.distance, coarse, p.shortlist, signatures, p.fp_weight)
 
 
 def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
@@ -112,24 +111,9 @@ def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
     """
     stages = two_stage(q, x)
     if stages is None:
-        return fingerprint_order(q, x, _pairwise(q, x))
+        return _pairwise(q, x)
     fine, rough, kept = stages
-    return fingerprint_order(q, x, np.where(kept, fine, rough + past_fine(x, fine)))
-
-
-def fingerprint_order(q: Prepared, x: Prepared, d: np.ndarray) -> np.ndarray:
-    """Distances with the fingerprint re-ordering of each query's ``fp_top`` nearest rows applied
-    (unchanged where ``x`` has no fingerprints). Every other row moves back by ``fp_weight``, so
-    the nearest stay first and none goes below its plain distance."""
-    if x.signatures is None or q.signatures is None or not x.fp_top:
-        return d
-    from midivae.data.fingerprint import similarity
-
-    top = np.argpartition(d, min(x.fp_top, d.shape[1]) - 1, axis=1)[:, : x.fp_top]
-    sim = similarity(q.signatures[:, None, :], x.signatures[top])
-    out = d + x.fp_weight
-    np.put_along_axis(out, top, np.take_along_axis(d, top, axis=1) + x.fp_weight * (1.0 - sim), axis=1)
-    return out
+    return np.where(kept, fine, rough + past_fine(x, fine))
 
 
 def is_two_stage(q: Prepared, x: Prepared) -> bool:
@@ -138,20 +122,32 @@ def is_two_stage(q: Prepared, x: Prepared) -> bool:
 
 
 def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Whole-vector and coarse distances and each query's coarse shortlist (bool), for a two-stage
+    """Whole-vector distances (plus the fingerprint term, where ``x`` has fingerprints: see
+    :class:`Prepared`), coarse distances and each query's coarse shortlist (bool), for a two-stage
     index; None for a plain one."""
     if not is_two_stage(q, x):
         return None
     rough = _pairwise(q.coarse, x.coarse)
     kept = np.zeros(rough.shape, dtype=bool)
     np.put_along_axis(kept, np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist], True, axis=1)
-    return _pairwise(q, x), rough, kept
+    fine = _pairwise(q, x)
+    if x.signatures is not None and q.signatures is not None:
+        from midivae.data.fingerprint import similarity
+
+        rows, cols = np.nonzero(kept)
+        sim = np.zeros(fine.shape)
+        sim[rows, cols] = similarity(q.signatures[rows], x.signatures[cols])
+        fine = fine + x.fp_weight * (1.0 - sim)  # outside the shortlist: plus the whole weight
+    return fine, rough, kept
 
 
 def past_fine(x: Prepared, fine: np.ndarray) -> float | np.ndarray:
     """An offset that puts coarse distances after every whole-vector distance: 1 - cosine never
-    exceeds 2, so one offset serves every query (the version task averages over queries)."""
-    return 2.0 + 1e-3 if x.distance == "cosine" else fine.max(axis=1, keepdims=True) + 1.0
+    exceeds 2 (plus the fingerprint weight), so one offset serves every query (the version task
+    averages over queries)."""
+    if x.distance == "cosine":
+        return 2.0 + x.fp_weight + 1e-3
+    return fine.max(axis=1, keepdims=True) + 1.0
 
 
 def _pairwise(q: Prepared, x: Prepared) -> np.ndarray:

@@ -19,7 +19,6 @@ from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, pack, pi
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_batches, embed_phrases
 from midivae.evaluate.metrics import (
     Prepared,
-    fingerprint_order,
     first_relevant_metrics,
     group_min,
     is_two_stage,
@@ -432,7 +431,7 @@ def version_identification(
             near[a : a + QUERY_CHUNK] = near_coarse[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
         else:
             fine, rough, kept = stages
-            near[a : a + QUERY_CHUNK] = group_min(fingerprint_order(q, x, fine), flat.starts)
+            near[a : a + QUERY_CHUNK] = group_min(fine, flat.starts)
             near_coarse[a : a + QUERY_CHUNK] = group_min(rough, flat.starts)
             listed[a : a + QUERY_CHUNK] = np.logical_or.reduceat(kept, flat.starts, axis=1)
         tol_rows[a : a + QUERY_CHUNK] = tie_tolerance(q, x)
@@ -573,9 +572,11 @@ class ExactScan:
 
 
 def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, distance: str, shortlist: int,
-                    coarse_q: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+                    coarse_q: np.ndarray, q: np.ndarray, k: int,
+                    fingerprints: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
     """Scan the coarse vectors, re-rank the ``shortlist`` nearest by the whole vectors (row-major
-    ``fine``), the rest of the top ``k`` after them in coarse order (what ``pairwise`` ranks by)."""
+    ``fine``; with ``fingerprints`` = (index signatures, query signature, weight) plus the
+    fingerprint term), the rest of the top ``k`` after them in coarse order (as ``pairwise`` ranks)."""
     sim = coarse.similarities(coarse_q)
     if shortlist < k:  # the rest of the top k keeps the coarse order
         top = select_top(sim, k)
@@ -585,22 +586,13 @@ def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, di
         short = np.argpartition(sim, n - shortlist)[n - shortlist :] if shortlist < n else np.arange(n)
         rest = None
     dot = fine[short] @ q
-    fine_sim = 2.0 * dot - fine_sq[short] if distance == "euclidean" else dot
-    ranked = short[np.argsort(-fine_sim, kind="stable")]
+    dist = fine_sq[short] - 2.0 * dot if distance == "euclidean" else -dot  # same order as the distance
+    if fingerprints is not None:
+        signatures, signature, weight = fingerprints
+        if signature[0] >= 0:  # a phrase without landmarks matches nothing: the same term for all
+            dist = dist - (weight / signature.size) * (signatures.take(short, axis=0) == signature).sum(axis=1)
+    ranked = short[np.argsort(dist, kind="stable")]
     return ranked[:k] if rest is None else np.concatenate([ranked, rest])
-
-
-def fingerprint_top_k(index: Prepared, fine: np.ndarray, fine_sq: np.ndarray, signature: np.ndarray, q: np.ndarray,
-                      ranked: np.ndarray) -> np.ndarray:
-    """``ranked`` (nearest first) with its first ``index.fp_top`` re-ordered by distance plus the
-    fingerprint term, as :func:`~midivae.evaluate.metrics.fingerprint_order` ranks them."""
-    from midivae.data.fingerprint import similarity
-
-    head = ranked[: index.fp_top]
-    dot = fine[head] @ q
-    dist = fine_sq[head] - 2.0 * dot if index.distance == "euclidean" else 1.0 - dot
-    dist = dist + index.fp_weight * (1.0 - similarity(signature, index.signatures[head]))
-    return np.concatenate([head[np.argsort(dist, kind="stable")], ranked[index.fp_top :]])
 
 
 def _fastest_layout(time_layout: Callable[[bool], float]) -> float:
@@ -653,13 +645,12 @@ def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
         if is_two_stage(queries, index):
             c, qc = index.coarse, queries.coarse.vectors
             coarse = ExactScan.of(c.vectors, c.sq_norms, c.distance, column_major)
-            search = lambda i: two_stage_top_k(coarse, fine, fine_sq, index.distance, index.shortlist, qc[i], qv[i], k)
+            fp = index.signatures is not None and queries.signatures is not None
+            search = lambda i: two_stage_top_k(coarse, fine, fine_sq, index.distance, index.shortlist, qc[i], qv[i], k,
+                                               (index.signatures, queries.signatures[i], index.fp_weight) if fp else None)
         else:
             scan = ExactScan.of(index.vectors, index.sq_norms, index.distance, column_major)
             search = lambda i: scan.top_k(qv[i], k)
-        if index.signatures is not None and queries.signatures is not None and index.fp_top:
-            plain = search
-            search = lambda i: fingerprint_top_k(index, fine, fine_sq, queries.signatures[i], qv[i], plain(i))
         return _seconds_per_call(search, len(qv))
 
     with one_blas_thread():

@@ -91,10 +91,9 @@ class SearchLayout:
     shortlist: int = 0
     song_dims: int = 0
     search_id: str = ""
-    #: trailing columns that are fingerprint signatures, and how they re-order a query's nearest
+    #: trailing columns that are fingerprint signatures, and their weight in the shortlist's ranking
     signature_dims: int = 0
     fp_weight: float = 0.0
-    fp_top: int = 0
 
 
 def search_layout(encoder: Encoder) -> SearchLayout:
@@ -103,7 +102,7 @@ def search_layout(encoder: Encoder) -> SearchLayout:
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
                         encoder.latent_dim, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
-                        float(head.fingerprint_weight), int(head.fingerprint_top))
+                        float(head.fingerprint_weight))
 
 
 def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -84,7 +84,6 @@ class LatentIndex:
         self.search_id: str = meta.get("search_id", "")
         self.signature_dims = int(meta.get("signature_dims", 0))
         self.fp_weight = float(meta.get("fp_weight", 0.0))
-        self.fp_top = int(meta.get("fp_top", 0))
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -113,9 +112,7 @@ class LatentIndex:
             raise VectorIndexError(f"{gen}: unknown vector backend {backend_name!r}")
         phrases = backend.load(gen / PHRASES)
         songs = backend.load(gen / SONGS)
-        meta = catalogue.meta()
-        two_part = int(meta.get("coarse_dims", 0)) or int(meta.get("signature_dims", 0))
-        whole = backend.load(gen / WHOLE) if two_part else None
+        whole = backend.load(gen / WHOLE) if int(catalogue.meta().get("coarse_dims", 0)) else None
         index = cls(path, gen, phrases, songs, catalogue, whole)
         if whole is not None and len(whole) != len(phrases):
             raise VectorIndexError(f"{gen}: coarse and whole vectors disagree")
@@ -136,11 +133,11 @@ class LatentIndex:
         """Search vectors -> (their coordinates, their fingerprint signatures or None)."""
         if not self.signature_dims:
             return vectors, None
-        return vectors[:, : -self.signature_dims], vectors[:, -self.signature_dims :].astype(np.int64)
+        return vectors[:, : -self.signature_dims], vectors[:, -self.signature_dims :].astype(np.int32)
 
     def coarse(self, vectors: np.ndarray) -> np.ndarray:
         """The part of search vectors the phrase index scans."""
-        return vectors[:, : self.coarse_dims or self.latent_dim - self.signature_dims]
+        return vectors[:, : self.coarse_dims] if self.coarse_dims else vectors
 
     def song_keys_of(self, vector_ids: np.ndarray) -> np.ndarray:
         """Song key of each phrase vector id (all must be in the index)."""
@@ -269,15 +266,14 @@ class IndexWriter:
                 "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend,
                 "coarse_dims": str(lay.coarse_dims), "shortlist": str(lay.shortlist),
                 "song_dims": str(lay.song_dims or self._latent_dim), "search_id": lay.search_id,
-                "signature_dims": str(lay.signature_dims), "fp_weight": repr(lay.fp_weight), "fp_top": str(lay.fp_top)})
+                "signature_dims": str(lay.signature_dims), "fp_weight": repr(lay.fp_weight)})
             make = BACKENDS[self._backend]
             exact = IndexSpec(kind="exact", metric=self._spec.metric)
-            self.phrases = make(lay.coarse_dims or self._latent_dim - lay.signature_dims, self._spec)
+            self.phrases = make(lay.coarse_dims or self._latent_dim, self._spec)
             self.songs = make(lay.song_dims or self._latent_dim, exact)
             # the whole vectors are only looked up (never searched): stored as they are ("l2" does
             # not normalise), so fingerprint columns keep their exact values
-            self.whole = (make(self._latent_dim, IndexSpec(kind="exact", metric="l2"))
-                          if lay.coarse_dims or lay.signature_dims else None)
+            self.whole = make(self._latent_dim, IndexSpec(kind="exact", metric="l2")) if lay.coarse_dims else None
         else:
             current = LatentIndex.open(self.path)
             try:
@@ -340,7 +336,7 @@ class IndexWriter:
         vectors = np.concatenate([p[2] for p in self._pending])
         if self.whole is not None:
             self.whole.add(vids, vectors)
-        self.phrases.add(vids, vectors[:, : self.coarse_dims or self.latent_dim - self.signature_dims])
+        self.phrases.add(vids, vectors[:, : self.coarse_dims] if self.coarse_dims else vectors)
         self.songs.add(keys, np.stack([song_vector(p[2][:, : self.song_dims], self.metric) for p in self._pending]))
         self._pending = []
 

@@ -214,13 +214,13 @@ def pairwise_distances(queries: np.ndarray, stored: np.ndarray, metric: str) -> 
 
 
 def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shifts: int, rule: str,
-                 near: np.ndarray | None = None):
+                 shortlists: np.ndarray | None = None):
     """Exact song scores of ``keys`` against every stored phrase of each song.
 
-    Returns ``(score, best_shift, dist, cols, offsets, lengths, near)``: ``dist`` is ``(rows of
-    flat, phrases of the songs)`` with song ``j``'s phrases at ``offsets[j] : offsets[j] + lengths[j]``.
-    With fingerprints, each query row's nearest ``fp_top`` phrases (those within its distance
-    ``near``; computed here when not given) are re-ordered by them (see ``fingerprint_order``).
+    Returns ``(score, best_shift, dist, cols, offsets, lengths)``: ``dist`` is ``(rows of flat,
+    phrases of the songs)`` with song ``j``'s phrases at ``offsets[j] : offsets[j] + lengths[j]``.
+    With fingerprints, ``shortlists`` (vector ids, a row per query row) are the phrases that get
+    the fingerprint term: distance + weight x (1 - landmark similarity); the rest + weight.
     """
     table = index.table()
     starts, stops = table.song_ranges(keys)
@@ -228,27 +228,28 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     offsets = np.r_[0, np.cumsum(lengths[:-1])].astype(np.int64)
     cols = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
     query, query_sig = index.split_signatures(flat)
-    stored, stored_sig = index.split_signatures(index.search_vectors(table.vector_ids[cols]))
+    vids = table.vector_ids[cols]
+    stored, stored_sig = index.split_signatures(index.search_vectors(vids))
     dist = pairwise_distances(query, stored, index.metric)
-    if query_sig is not None and index.fp_top:
-        dist, near = fingerprint_order(dist, query_sig, stored_sig, index.fp_top, index.fp_weight, near)
+    if query_sig is not None and shortlists is not None:
+        dist = fingerprint_term(dist, vids, shortlists, query_sig, stored_sig, index.fp_weight)
     per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
     score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
     best_shift = score.argmin(axis=0)
-    return score[best_shift, np.arange(keys.size)], best_shift, dist, cols, offsets, lengths, near
+    return score[best_shift, np.arange(keys.size)], best_shift, dist, cols, offsets, lengths
 
 
-def fingerprint_order(dist: np.ndarray, query_sig: np.ndarray, stored_sig: np.ndarray, top: int, weight: float,
-                      near: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's phrases within ``near`` (default: its ``top`` nearest) at distance + ``weight`` x
-    (1 - landmark similarity), every other phrase at distance + ``weight``; and ``near``."""
-    if near is None:
-        kth = min(top, dist.shape[1]) - 1
-        near = np.partition(dist, kth, axis=1)[:, kth] if dist.shape[1] else np.zeros(dist.shape[0])
-    rows, cols = np.nonzero(dist <= near[:, None])
+def fingerprint_term(dist: np.ndarray, vids: np.ndarray, shortlists: np.ndarray, query_sig: np.ndarray,
+                     stored_sig: np.ndarray, weight: float) -> np.ndarray:
+    """``dist`` (query rows x phrases ``vids``) plus ``weight`` x (1 - landmark similarity) where the
+    phrase is in the row's shortlist, plus ``weight`` elsewhere."""
+    order = np.argsort(vids, kind="stable")
+    pos = np.minimum(np.searchsorted(vids[order], shortlists), len(vids) - 1)
+    rows, ranks = np.nonzero((shortlists >= 0) & (vids[order][pos] == shortlists))
+    cols = order[pos[rows, ranks]]
     out = dist + np.float32(weight)
-    out[rows, cols] = dist[rows, cols] + weight * (1.0 - similarity(query_sig[rows], stored_sig[cols]))
-    return out, near
+    out[rows, cols] -= (weight * similarity(query_sig[rows], stored_sig[cols])).astype(out.dtype)
+    return out
 
 
 def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
@@ -295,18 +296,14 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
         bound[:] = -np.inf  # coarse distances bound nothing on the whole vectors: score every candidate
 
     by_bound = np.argsort(bound, kind="stable")
-    # with fingerprints every candidate is scored in one pass: a row's nearest phrases are those
-    # of all candidates (the fingerprint re-orders them), and the final pass reuses that set
-    chunk = cand.size if index.fp_top else max(4 * k, 64)
-    near = None
+    shortlists = vids[:, : index.shortlist] if index.signature_dims else None
+    chunk = max(4 * k, 64)
     scored: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for pos in range(0, cand.size, chunk):
         sel = by_bound[pos : pos + chunk]
         scored.append(sel)
-        result = _score_songs(index, flat, cand[sel], n_shifts, rule)
-        scores.append(result[0])
-        near = result[-1]
+        scores.append(_score_songs(index, flat, cand[sel], n_shifts, rule, shortlists)[0])
         so_far = np.concatenate(scores)
         nxt = pos + chunk
         if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] <= bound[by_bound[nxt]]):
@@ -322,7 +319,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     order = sorted(pool.tolist(), key=lambda j: (round(float(song_score[j]), 6),
                                                  records[int(cand[sel[j]])].song_id))[:k]
     top = cand[sel[order]]
-    score, best_shift, dist, cols, offsets, lengths, _ = _score_songs(index, flat, top, n_shifts, rule, near)
+    score, best_shift, dist, cols, offsets, lengths = _score_songs(index, flat, top, n_shifts, rule, shortlists)
     table = index.table()
     hits = []
     for j, key in enumerate(top):

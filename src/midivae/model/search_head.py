@@ -6,9 +6,10 @@ two parts: the unit posterior mean, rotated onto its principal axes (a rotation 
 and puts the most telling directions first), then ``bar_weight`` times each bar's deviation from
 that mean (the bar order). An index scans only the first ``coarse_dims`` columns (cheap), and
 re-ranks its ``shortlist`` nearest by the whole vector. Architectures without per-bar features
-get the rotated mean alone. Optionally a landmark fingerprint of the phrase's notes follows
-(``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): it re-orders each query's
-few nearest phrases so that the phrase it was cut from beats a near-repeat of it.
+get the rotated mean alone. Last comes a landmark fingerprint of the phrase's notes
+(``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): the shortlist is
+re-ranked by distance + ``fingerprint_weight`` x (1 - landmark similarity), so that the phrase a
+query was cut from beats a near-repeat of it.
 
 Stored beside the weights as ``search.safetensors`` (the rotation, and the settings as JSON
 metadata), fitted on training phrases by :func:`fit_search_head`. The figures that chose the
@@ -37,15 +38,16 @@ class SearchHead:
     coarse_dims: int = 32
     shortlist: int = 100
     #: landmark fingerprints (midivae.data.fingerprint): MinHash components appended to the search
-    #: vector (0: none); each query phrase's ``fingerprint_top`` nearest phrases then rank by
-    #: distance + ``fingerprint_weight`` x (1 - estimated landmark Jaccard), the rest come after
+    #: vector (0: none); the shortlist is then re-ranked by distance + ``fingerprint_weight`` x
+    #: (1 - estimated landmark Jaccard). Two-stage searches only.
     fingerprint_hashes: int = 64
     fingerprint_weight: float = 0.2
-    fingerprint_top: int = 10
 
     def __post_init__(self) -> None:
         if not 0 <= self.coarse_dims < self.basis.shape[0] and self.shortlist:
             raise ValueError(f"coarse_dims must be below the latent size {self.basis.shape[0]}, got {self.coarse_dims}")
+        if self.fingerprint_hashes and not (self.shortlist and self.coarse_dims):
+            raise ValueError("fingerprints re-rank a shortlist: they need a two-stage search (coarse_dims, shortlist)")
 
     def vectors(self, mu: np.ndarray, bars: np.ndarray | None) -> np.ndarray:
         """Search vectors float32 ``(n, latent [+ 4 * k])`` from posterior means and per-bar parts."""
@@ -78,7 +80,7 @@ def fit_search_head(mu: np.ndarray, **settings) -> SearchHead:
     if len(mu) < mu.shape[1]:
         raise ValueError(f"fitting the search rotation needs at least {mu.shape[1]} phrases, got {len(mu)}")
     if settings.get("coarse_dims", SearchHead.coarse_dims) >= mu.shape[1]:
-        settings = {**settings, "coarse_dims": 0, "shortlist": 0}
+        settings = {**settings, "coarse_dims": 0, "shortlist": 0, "fingerprint_hashes": 0}
     return SearchHead(fit_basis(mu), **settings)
 
 
@@ -86,7 +88,7 @@ def identity_head(latent_dim: int) -> SearchHead:
     """The plain search: one exact scan of the unit posterior means (no rotation, no bar part,
     no fingerprint)."""
     return SearchHead(np.eye(latent_dim, dtype=np.float32), bar_weight=0.0, coarse_dims=0, shortlist=0,
-                      fingerprint_hashes=0, fingerprint_weight=0.0, fingerprint_top=0)
+                      fingerprint_hashes=0, fingerprint_weight=0.0)
 
 
 def save_search_head(head: SearchHead, folder: str | os.PathLike[str]) -> Path:
@@ -114,7 +116,10 @@ def load_search_head(folder: str | os.PathLike[str], latent_dim: int) -> SearchH
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot read the search head {path}: {exc}") from None
     # a file from before fingerprints existed has none (its vectors must stay what they were)
-    settings = {"fingerprint_hashes": 0, "fingerprint_weight": 0.0, "fingerprint_top": 0, **settings}
+    settings = {"fingerprint_hashes": 0, "fingerprint_weight": 0.0, **settings}
     if basis.shape != (latent_dim, latent_dim):
         raise CheckpointError(f"{path}: rotation has shape {basis.shape}, the model's latent has {latent_dim} dims")
-    return SearchHead(basis, **settings)
+    try:
+        return SearchHead(basis, **settings)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad search settings {settings} ({exc})") from None
