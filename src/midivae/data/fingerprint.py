@@ -23,14 +23,16 @@ from midivae.constants import BASS, DRUMS, N_PITCHES, PHRASE_SHAPE, STEPS_PER_PH
 WINDOW = 12
 #: instrument groups: drums, the pitched tracks merged, bass
 N_GROUPS = 3
-_PRIME = (1 << 31) - 1
 _VALUE_BITS = 24
 _MAX_LAG = 64  # onsets looked ahead per onset (a beat holds fewer in practice)
 
 
 def _hash_params(hashes: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0x1A4D)  # fixed: signatures of any two runs must compare
-    return rng.integers(1, _PRIME, hashes, dtype=np.int64), rng.integers(0, _PRIME, hashes, dtype=np.int64)
+    """Odd multipliers and offsets of a multiply-shift hash family (fixed: signatures of any two
+    runs must compare)."""
+    rng = np.random.default_rng(0x1A4D)
+    a = rng.integers(1, 1 << 63, hashes, dtype=np.uint64) | np.uint64(1)
+    return a, rng.integers(0, 1 << 63, hashes, dtype=np.uint64)
 
 
 def _onsets(phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -65,20 +67,21 @@ def landmarks(phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def signatures(phrases: np.ndarray, hashes: int = 64) -> np.ndarray:
-    """MinHash signatures ``(n, hashes)`` int64 of the phrases' landmark sets (-1: no landmark)."""
+    """MinHash signatures ``(n, hashes)`` int32 of the phrases' landmark sets (-1: no landmark)."""
     phrases = np.asarray(phrases, dtype=bool)
-    n = phrases.shape[0]
-    out = np.full((n, hashes), -1, dtype=np.int64)
+    out = np.full((phrases.shape[0], hashes), -1, dtype=np.int32)
     owner, code = landmarks(phrases)
     if not code.size:
         return out
-    order = np.argsort(owner, kind="stable")
-    owner, code = owner[order], code[order]
+    pairs = np.sort((owner << 32) | code)
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # each landmark once per phrase, by phrase
+    owner, code = (pairs >> 32).astype(np.int64), (pairs & 0xFFFFFFFF).astype(np.uint64)
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
     a, b = _hash_params(hashes)
-    for j in range(hashes):  # one vectorised pass per hash function
-        h = (a[j] * code + b[j]) % _PRIME
-        out[owner[starts], j] = np.minimum.reduceat(h, starts) & ((1 << _VALUE_BITS) - 1)
+    shift = np.uint64(64 - _VALUE_BITS)
+    for j in range(hashes):  # one vectorised pass per hash: (a x + b) mod 2^64, top 24 bits
+        h = (a[j] * code + b[j]) >> shift
+        out[owner[starts], j] = np.minimum.reduceat(h, starts)
     return out
 
 
