@@ -253,17 +253,22 @@ def excerpt(songs, encoder, n_time_queries: int) -> dict:
         from midivae.evaluate.metrics import pairwise, prepare, take
         from midivae.evaluate.tasks import ExactScan, two_stage_top_k
 
-        idx_s = prepare(encode_search(encoder, idx_p), "cosine", lay.coarse_dims, lay.shortlist)
-        q_s = prepare(encode_search(encoder, q_p), "cosine", lay.coarse_dims, lay.shortlist)
+        spec = ("cosine", lay.coarse_dims, lay.shortlist, lay.signature_dims, lay.fp_weight)
+        idx_s = prepare(encode_search(encoder, idx_p), *spec)
+        q_s = prepare(encode_search(encoder, q_p), *spec)
         two_d = np.concatenate([pairwise(take(q_s, np.arange(a, min(a + 512, len(q_p)))), idx_s)
                                 for a in range(0, len(q_p), 512)])
         out["two_stage_hit1"] = song_hits(two_d, idx_owner, len(songs), q_owner, rng)
         n = min(n_time_queries, len(q_p))
         coarse = ExactScan.of(idx_s.coarse.vectors, idx_s.coarse.sq_norms, "cosine", column_major=True)
+        fp = (lambda i: (idx_s.signatures, q_s.signatures[i], lay.fp_weight)) if lay.signature_dims else (lambda i: None)
         out["two_stage_ms"] = timed(lambda i: two_stage_top_k(coarse, idx_s.vectors, idx_s.sq_norms, "cosine",
-                                                              lay.shortlist, q_s.coarse.vectors[i], q_s.vectors[i], 50), n)
+                                                              lay.shortlist, q_s.coarse.vectors[i], q_s.vectors[i], 50,
+                                                              fp(i)), n)
         out["two_stage_bytes"] = 4 * (lay.coarse_dims + lay.width) * len(idx_p)
-        out["two_stage_note"] = f"{lay.width} dims, scan {lay.coarse_dims}, re-rank {lay.shortlist}; {n} queries"
+        out["two_stage_note"] = (f"{lay.width} dims, scan {lay.coarse_dims}, re-rank {lay.shortlist}"
+                                 + (f" with {lay.signature_dims} fingerprint hashes" if lay.signature_dims else "")
+                                 + f"; {n} queries")
 
     # raw: sparse cosine over 80,640 cells
     raw_idx = raw_matrix(idx_p)
