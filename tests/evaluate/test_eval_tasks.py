@@ -258,3 +258,13 @@ def test_scans_find_the_exact_nearest():
         for k in (50, 20):  # a shortlist shorter than k, and one longer
             got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], k)
             assert list(got) == list(np.argsort(d[i], kind="stable")[:k])
+    # with fingerprint columns: the query's ranking is the one the evaluation's distances give
+    sig = rng.integers(0, 4, (200, 8)).astype(np.float32)  # few values: many equal components
+    xs, qs = np.concatenate([x, sig], 1), np.concatenate([q, sig[[3, 50, 120]]], 1)
+    px, pq = prepare(xs, "cosine", 4, 30, 8, 0.2), prepare(qs, "cosine", 4, 30, 8, 0.2)
+    d = pairwise(pq, px)
+    coarse = ExactScan.of(px.coarse.vectors, px.coarse.sq_norms, "cosine", False)
+    for i in range(3):
+        got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], 20,
+                              (px.signatures, pq.signatures[i], 0.2))
+        assert list(got) == list(np.argsort(d[i], kind="stable")[:20])
