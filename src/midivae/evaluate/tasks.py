@@ -421,14 +421,18 @@ def version_identification(
     # nearest-phrase distance of every query phrase to every file, in chunks of query phrases;
     # two-stage: also by the coarse part, and whether the file is in the phrase's shortlist
     near = np.empty((len(qrows), len(songs)))
-    near_coarse = np.empty_like(near)
-    listed = np.ones(near.shape, dtype=bool)
+    staged = x.coarse is not None  # the coarse part and the shortlists only matter then
+    near_coarse = np.empty_like(near) if staged else near
+    listed = np.zeros(near.shape, dtype=bool) if staged else None
     tol_rows = np.empty(len(qrows))
     for a in range(0, len(qrows), QUERY_CHUNK):
         q = take(x, qrows[a : a + QUERY_CHUNK])
         stages = two_stage(q, x)
         if stages is None:
-            near[a : a + QUERY_CHUNK] = near_coarse[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
+            near[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
+            if listed is not None:  # a shortlist as long as the index: every file listed
+                near_coarse[a : a + QUERY_CHUNK] = near[a : a + QUERY_CHUNK]
+                listed[a : a + QUERY_CHUNK] = True
         else:
             fine, rough, kept = stages
             near[a : a + QUERY_CHUNK] = group_min(fine, flat.starts)
@@ -437,7 +441,7 @@ def version_identification(
         tol_rows[a : a + QUERY_CHUNK] = tie_tolerance(q, x)
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
     file_d = np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]  # (query files, files)
-    if x.coarse is not None:
+    if staged:
         # as the index ranks songs: files in any query phrase's shortlist are scored exactly,
         # the rest come after them in coarse order
         candidate = np.logical_or.reduceat(listed, qstarts, axis=0)
