@@ -80,3 +80,28 @@ def test_a_short_latent_gets_a_one_stage_search():
     with pytest.raises(ValueError, match="two-stage"):  # fingerprints re-rank a shortlist
         SearchHead(np.eye(16, dtype=np.float32), coarse_dims=0, shortlist=0, fingerprint_hashes=8)
     assert fit_search_head(mu).fingerprint_hashes == 0
+
+
+def test_fitting_the_shipped_model_gives_the_full_search(real_phrases, tmp_path):
+    import shutil
+
+    from midivae.data.fingerprint import signatures
+    from midivae.model.api import load_model, pretrained_path
+    from midivae.model.train import fit_search_head_of
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(pretrained_path(), ckpt)
+    (ckpt / "search.safetensors").unlink()
+    assert load_model(ckpt).search_dim == 128  # no head: the posterior means
+    rows = np.resize(np.arange(len(real_phrases)), 200)  # a rotation needs at least 128 phrases
+    packed = np.packbits(real_phrases[rows].reshape(200, -1), axis=1)
+    fit_search_head_of(ckpt, packed)
+    model = load_model(ckpt)
+    head = model.search_head
+    assert (head.bar_weight, head.coarse_dims, head.shortlist, head.fingerprint_hashes) == (0.3, 32, 100, 64)
+    v = model.encode_search(real_phrases[:5])
+    assert v.shape == (5, 128 + 4 * 112 + 64) == (5, model.search_dim)
+    np.testing.assert_array_equal(v[:, -64:], signatures(real_phrases[:5], 64))
+    mu = model.encode_mean(real_phrases[:5])
+    unit = mu / np.linalg.norm(mu, axis=1, keepdims=True)
+    np.testing.assert_allclose(v[:, :128] @ v[:, :128].T, unit @ unit.T, atol=1e-5)  # the rotation keeps cosines
