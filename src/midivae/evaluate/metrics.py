@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import digamma
 
+from midivae.data.fingerprint import similarity
+
 DISTANCES = ("euclidean", "cosine")
 #: Two distances closer than this (relative to the query's distance scale) count as a tie.
 TIE_RTOL = 1e-5
@@ -132,8 +134,6 @@ def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndar
     np.put_along_axis(kept, np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist], True, axis=1)
     fine = _pairwise(q, x)
     if x.signatures is not None and q.signatures is not None:
-        from midivae.data.fingerprint import similarity
-
         rows, cols = np.nonzero(kept)
         sim = np.zeros(fine.shape)
         sim[rows, cols] = similarity(q.signatures[rows], x.signatures[cols])
