@@ -70,7 +70,7 @@ def main() -> None:
 
     for spec in args.configs.split(","):
         w, c, k, *extra = spec.split(":")
-        head = SearchHead(basis, float(w), int(c), int(k))
+        head = SearchHead(basis, float(w), int(c), int(k), fingerprint_hashes=0)  # fingerprints: see fingerprint_search.py
         beta = float(extra[0].rstrip("m")) if extra else 0.0
         merged = bool(extra) and extra[0].endswith("m")
 

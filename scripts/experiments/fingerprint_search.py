@@ -1,0 +1,58 @@
+"""Experiment: the landmark-fingerprint settings of the search head, on the validation split.
+
+Starts from the checkpoint's search head and varies the fingerprint hashes and weight; prints
+excerpt Hit@1/MRR, phrase Hit@1 per alteration (no any-key), the worst song Hit@1 (any-key for
+transpositions) and version identification (generated `hard` versions, 302 files).
+
+    python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore 0:0 64:0.1 64:0.2
+
+Session 4 figures are in docs/model_selection.md ("Landmark fingerprints").
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import torch
+
+import midivae
+from midivae.evaluate import tasks as T
+from midivae.evaluate.baselines import CachedEncoder, model_embedding
+from midivae.evaluate.data import load_store_split, pick
+from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+
+NAMES = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar", "transpose_up_2", "transpose_down_3")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("settings", nargs="+", help="HASHES:WEIGHT (0:0 = no fingerprints)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = midivae.load_model(args.checkpoint)
+    base, enc = model.search_head, CachedEncoder(model)
+    val = load_store_split(args.store, "validation", None)
+    queries = T.altered_queries(val, 1000, seed=0)
+    tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
+    versions = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
+                                                      cfg=VERSION_PRESETS["hard"]))
+    for spec in args.settings:
+        hashes, weight = spec.split(":")
+        model._search_head = dataclasses.replace(base, fingerprint_hashes=int(hashes), fingerprint_weight=float(weight))
+        emb = model_embedding(model, "model", "cosine", enc)
+        e = T.excerpt_retrieval(val, emb)
+        r = T.robustness(val, emb, queries=queries)
+        v = T.version_identification(versions, emb)
+        worst = min(r.get(f"{n}/song_hit1_anykey", r[f"{n}/song_hit1"]) for n in NAMES)
+        phrase = " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in NAMES)
+        print(f"| {spec} | {e['hit@1']:.3f} / {e['mrr']:.3f} | {phrase} | {worst:.3f} | {v['hit@1']:.3f} / {v['mrr']:.3f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
