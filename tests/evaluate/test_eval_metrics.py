@@ -85,3 +85,14 @@ def test_two_stage_keeps_through_take():
     assert p.shortlist == 3 and p.coarse is not None
     assert np.allclose(p.coarse.vectors, prepare(v[[4, 1], :2], "cosine").vectors)
 
+
+
+def test_fingerprints_count_in_an_index_shorter_than_the_shortlist():
+    from midivae.evaluate.metrics import pairwise, prepare
+
+    x = np.array([[1.0, 0.0, 5, 6], [0.99, 0.14, 7, 8]], dtype=np.float32)  # 2 coordinates, 2 signature columns
+    q = np.array([[1.0, 0.0, 7, 8]], dtype=np.float32)  # the first row itself, the landmarks of the second
+    d = pairwise(prepare(q, "cosine", 1, 10, 2, 0.2), prepare(x, "cosine", 1, 10, 2, 0.2))[0]
+    plain = pairwise(prepare(q[:, :2], "cosine"), prepare(x[:, :2], "cosine"))[0]
+    assert np.argmin(plain) == 0 and np.argmin(d) == 1  # the fingerprint decides
+    assert np.allclose(d, plain + 0.2 * np.array([1.0, 0.0]))

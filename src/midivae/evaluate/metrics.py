@@ -119,8 +119,9 @@ def pairwise(q: Prepared, x: Prepared) -> np.ndarray:
 
 
 def is_two_stage(q: Prepared, x: Prepared) -> bool:
-    """Whether searching ``x`` for ``q`` runs in two stages (a shortlist shorter than the index)."""
-    return x.coarse is not None and q.coarse is not None and x.shortlist < len(x)
+    """Whether searching ``x`` for ``q`` runs in two stages (with a shortlist as long as the index,
+    every row is short-listed: the ranking is the whole vectors' one, fingerprints included)."""
+    return x.coarse is not None and q.coarse is not None
 
 
 def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -130,8 +131,11 @@ def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndar
     if not is_two_stage(q, x):
         return None
     rough = _pairwise(q.coarse, x.coarse)
-    kept = np.zeros(rough.shape, dtype=bool)
-    np.put_along_axis(kept, np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist], True, axis=1)
+    if x.shortlist < len(x):
+        kept = np.zeros(rough.shape, dtype=bool)
+        np.put_along_axis(kept, np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist], True, axis=1)
+    else:
+        kept = np.ones(rough.shape, dtype=bool)
     fine = _pairwise(q, x)
     if x.signatures is not None and q.signatures is not None:
         rows, cols = np.nonzero(kept)
