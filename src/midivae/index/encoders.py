@@ -105,29 +105,26 @@ def search_layout(encoder: Encoder) -> SearchLayout:
                         float(head.fingerprint_weight))
 
 
-def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Search vectors ``(n, width)`` float32 (the posterior means where the encoder has no search
-    head), encoded in batches to bound memory."""
+def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str) -> np.ndarray:
+    """``encode`` applied ``batch`` phrases at a time into one float32 ``(n, width)`` array, each
+    batch checked for its shape and for NaN (a bad checkpoint must not reach an index)."""
     phrases = check_phrases(phrases)
-    width = search_layout(encoder).width
-    encode = getattr(encoder, "encode_search", None) or (lambda p: encoder.encode(p)[0])
     out = np.empty((phrases.shape[0], width), dtype=np.float32)
     for start in range(0, phrases.shape[0], batch):
         v = np.asarray(encode(phrases[start : start + batch]), dtype=np.float32)
         if v.shape != (min(batch, phrases.shape[0] - start), width) or not np.isfinite(v).all():
-            raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad vectors {v.shape}")
+            raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad {what} {v.shape}")
         out[start : start + batch] = v
     return out
 
 
+def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Search vectors ``(n, width)`` float32 (the posterior means where the encoder has no search
+    head), encoded in batches to bound memory."""
+    encode = getattr(encoder, "encode_search", None) or (lambda p: encoder.encode(p)[0])
+    return _encode_batched(encoder, phrases, encode, search_layout(encoder).width, batch, "vectors")
+
+
 def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
     """Posterior means ``(n, latent_dim)`` float32, encoded in batches to bound memory."""
-    phrases = check_phrases(phrases)
-    out = np.empty((phrases.shape[0], encoder.latent_dim), dtype=np.float32)
-    for start in range(0, phrases.shape[0], batch):
-        mu, _ = encoder.encode(phrases[start : start + batch])
-        mu = np.asarray(mu, dtype=np.float32)
-        if mu.shape != (min(batch, phrases.shape[0] - start), encoder.latent_dim) or not np.isfinite(mu).all():
-            raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad means {mu.shape}")
-        out[start : start + batch] = mu
-    return out
+    return _encode_batched(encoder, phrases, lambda p: encoder.encode(p)[0], encoder.latent_dim, batch, "means")
