@@ -51,7 +51,7 @@ def main() -> None:
                 mus, bars = [], []
                 for i in range(0, len(p), 256):
                     x = torch.from_numpy(np.ascontiguousarray(p[i : i + 256]).view(np.uint8))
-                    m, b = model.vae.encode_with_bars(x)
+                    m, _, b = model.vae.encode_with_bars(x)
                     mus.append(m.numpy())
                     bars.append(b.numpy())
             cache[key] = (np.concatenate(mus), np.concatenate(bars))

@@ -65,8 +65,8 @@ def test_retrieval_bars_average_to_the_content_mean():
     model = RetrievalVAE(cfg).eval()
     x = torch.from_numpy(np.random.default_rng(3).random((3, *PHRASE_SHAPE)) < 0.02).float()
     with torch.inference_mode():
-        mu, bars = model.encode_with_bars(x)
-        assert torch.allclose(mu, model.encode(x)[0])
+        mu, logvar, bars = model.encode_with_bars(x)
+        assert torch.allclose(mu, model.encode(x)[0]) and torch.allclose(logvar, model.encode(x)[1])
     assert bars.shape == (3, 4, cfg.content_dim) and model.bar_part_dim == 4 * cfg.content_dim
     assert torch.allclose(bars.mean(1), mu[:, : cfg.content_dim], atol=1e-5)
 

@@ -192,8 +192,7 @@ class CachedEncoder:
 
     def __init__(self, model) -> None:
         self.model = model
-        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-        self._bars: dict[bytes, np.ndarray | None] = {}
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     @staticmethod
     def _key(phrases: np.ndarray) -> bytes:
@@ -201,23 +200,24 @@ class CachedEncoder:
 
         return hashlib.blake2b(np.packbits(phrases).tobytes(), digest_size=16).digest() + bytes(str(phrases.shape), "ascii")
 
-    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _encoded(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(mu, logvar, per-bar parts or None) of a batch, from one encoder pass."""
         phrases = np.ascontiguousarray(phrases, dtype=bool)
         key = self._key(phrases)
         hit = self._cache.get(key)
         if hit is None:
-            mu, logvar = self.model.encode(phrases)
-            hit = (np.asarray(mu, np.float32), np.asarray(logvar, np.float32))
+            with_bars = getattr(self.model, "encode_with_bars", None)
+            mu, logvar, bars = with_bars(phrases) if with_bars else (*self.model.encode(phrases), None)
+            hit = (np.asarray(mu, np.float32), np.asarray(logvar, np.float32), bars)
             self._cache[key] = hit
         return hit
 
+    def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._encoded(phrases)[:2]
+
     def bars(self, phrases: np.ndarray) -> np.ndarray | None:
         """Each bar's share of the content part of the posterior mean (None: no such part)."""
-        phrases = np.ascontiguousarray(phrases, dtype=bool)
-        key = self._key(phrases)
-        if key not in self._bars:
-            self._bars[key] = self.model.encode_bars(phrases)
-        return self._bars[key]
+        return self._encoded(phrases)[2]
 
 
 def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None) -> Embedding:

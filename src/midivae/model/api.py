@@ -40,6 +40,7 @@ class Model:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self._search_head: SearchHead | None = None
+        self._search_id: str | None = None
         thresholds = getattr(vae, "thresholds", None)
         self.thresholds = (
             np.asarray(thresholds, dtype=np.float32) if thresholds is not None else np.full(N_TRACKS, 0.5, np.float32)
@@ -116,8 +117,10 @@ class Model:
     def search_id(self) -> str:
         """Short hash of the checkpoint's search head file ("" without one): with the checkpoint id,
         what an index checks before it takes this model's vectors."""
-        path = self.path / SEARCH_FILE if self.path else None
-        return file_id(path) if path is not None and path.is_file() else ""
+        if self._search_id is None:
+            path = self.path / SEARCH_FILE if self.path else None
+            self._search_id = file_id(path) if path is not None and path.is_file() else ""
+        return self._search_id
 
     @property
     def search_dim(self) -> int:
@@ -133,7 +136,7 @@ class Model:
             arr = arr[None]
         parts = []
         for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
-            mu, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None)
+            mu, _, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None, None)
             v = head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars))
             if head.fingerprint_hashes:
                 sig = signatures(arr[start : start + self.batch_size], head.fingerprint_hashes)
@@ -142,14 +145,18 @@ class Model:
         return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)
 
     @torch.inference_mode()
-    def encode_bars(self, phrases: np.ndarray) -> np.ndarray | None:
-        """Each bar's share of the content part of the posterior mean, float32 ``(n, 4, k)``
-        (None where the architecture has none; see ``PhraseVAE.encode_with_bars``)."""
-        if not self.vae.bar_part_dim:
-            return None
-        parts = [self._numpy(self.vae.encode_with_bars(x)[1]) for x in self._batches(phrases)]
+    def encode_with_bars(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``encode``'s posterior and each bar's share of the content part of its mean, float32
+        ``(n, 4, k)`` (None where the architecture has none; see ``PhraseVAE.encode_with_bars``),
+        from one encoder pass."""
+        parts = [self.vae.encode_with_bars(x) for x in self._batches(phrases)]
         k = self.vae.bar_part_dim // BARS_PER_PHRASE
-        return np.concatenate(parts) if parts else np.zeros((0, BARS_PER_PHRASE, k), np.float32)
+        if not parts:
+            empty = np.zeros((0, self.latent_dim), np.float32)
+            return empty, empty.copy(), np.zeros((0, BARS_PER_PHRASE, k), np.float32) if k else None
+        mu, logvar = (np.concatenate([self._numpy(p[i]) for p in parts]) for i in (0, 1))
+        bars = np.concatenate([self._numpy(p[2]) for p in parts]) if parts[0][2] is not None else None
+        return mu, logvar, bars
 
     def encode_sample(self, phrases: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Sampled latents z = mu + sigma * eps (the original protocol's encoding)."""

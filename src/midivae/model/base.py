@@ -80,11 +80,12 @@ class PhraseVAE(torch.nn.Module):
         """Size of the flattened per-bar part :meth:`encode_with_bars` gives (0: none)."""
         return 0
 
-    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The posterior mean and, where the architecture pools bar features into it, each bar's
-        own share of its content part ``(n, 4, k)`` (they average to it): the bar order that a
-        mean over bars forgets, for re-ranking a search. None where there is no such pooling."""
-        return self.encode_mean(x), None
+    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The posterior ``(mu, logvar)`` and, where the architecture pools bar features into it,
+        each bar's own share of mu's content part ``(n, 4, k)`` (they average to it): the bar
+        order that a mean over bars forgets, for re-ranking a search. None where there is no
+        such pooling. One encoder pass for all three."""
+        return (*self.encode(x), None)
 
     def init_state_from(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """Weights of another configuration of this architecture, adapted to this one where the

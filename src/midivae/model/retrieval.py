@@ -274,11 +274,11 @@ class RetrievalVAE(PhraseVAE):
     def bar_part_dim(self) -> int:
         return BARS_PER_PHRASE * self.config.content_dim
 
-    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def encode_with_bars(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         pooled = pool_bars(x)
         h = self._bar_features(pooled)
         bars = self.to_stats(h)[..., : self.config.content_dim]  # to_stats is affine: bars average to mu
-        return self._encode_pooled(pooled, h)[0], bars
+        return (*self._encode_pooled(pooled, h), bars)
 
     def _bar_features(self, pooled: Tensor) -> Tensor:
         return self.bar_encoder(pooled).reshape(pooled.shape[0] // BARS_PER_PHRASE, BARS_PER_PHRASE, -1)
