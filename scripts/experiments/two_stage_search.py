@@ -14,14 +14,13 @@ Session 4 figures are in docs/model_selection.md ("Two-stage search").
 from __future__ import annotations
 
 import argparse
-import hashlib
 
 import numpy as np
 import torch
 
 import midivae
 from midivae.evaluate import tasks as T
-from midivae.evaluate.baselines import chroma_vectors, raw
+from midivae.evaluate.baselines import CachedEncoder, chroma_vectors, raw
 from midivae.evaluate.data import flatten, load_store_split
 from midivae.evaluate.embedding import Embedding
 from midivae.model.search_head import SearchHead, fit_basis
@@ -42,20 +41,10 @@ def main() -> None:
     val = load_store_split(args.store, "validation", None)
     fit = flatten(load_store_split(args.store, "train", 300, seed=0))
     basis = fit_basis(model.encode_mean(np.concatenate(list(fit.batches(None, 256)))))
-    cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    enc = CachedEncoder(model)  # one encoder pass per batch, shared by every setting
 
-    def parts(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = hashlib.blake2b(np.packbits(p).tobytes(), digest_size=16).digest()
-        if key not in cache:
-            with torch.inference_mode():
-                mus, bars = [], []
-                for i in range(0, len(p), 256):
-                    x = torch.from_numpy(np.ascontiguousarray(p[i : i + 256]).view(np.uint8))
-                    m, _, b = model.vae.encode_with_bars(x)
-                    mus.append(m.numpy())
-                    bars.append(b.numpy())
-            cache[key] = (np.concatenate(mus), np.concatenate(bars))
-        return cache[key]
+    def parts(p: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return enc.encode(p)[0], enc.bars(p)
 
     queries = T.altered_queries(val, args.queries, seed=0)
     raw_ms = T.cost(val, raw(True))["query_ms_dense"] if args.cost else float("nan")
