@@ -105,3 +105,57 @@ def test_fitting_the_shipped_model_gives_the_full_search(real_phrases, tmp_path)
     mu = model.encode_mean(real_phrases[:5])
     unit = mu / np.linalg.norm(mu, axis=1, keepdims=True)
     np.testing.assert_allclose(v[:, :128] @ v[:, :128].T, unit @ unit.T, atol=1e-5)  # the rotation keeps cosines
+
+
+def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(real_phrases, tmp_path):
+    import shutil
+
+    from midivae.data.style import phrase_style
+    from midivae.model.api import load_model, pretrained_path
+    from midivae.model.song_projection import project
+    from midivae.model.train import fit_search_head_of
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(pretrained_path(), ckpt)
+    n = len(real_phrases)
+    rows = np.resize(np.arange(n), 256)
+    song = np.resize(np.arange(n) * 4 // n, 256)  # four made-up "songs" of consecutive phrases
+    packed = np.packbits(real_phrases[rows].reshape(len(rows), -1), axis=1)
+    fit_search_head_of(ckpt, packed, train_song=song)
+    model = load_model(ckpt)
+    head = model.search_head
+    assert head.song_dims == 64 and head.song_weight == 1.0 and head.content_dims == 128 + 64
+    v = model.encode_search(real_phrases)
+    assert v.shape == (n, 192 + 4 * 112 + 64) == (n, model.search_dim)
+    mu, _, bars = model.encode_with_bars(real_phrases)
+    unit = mu / np.linalg.norm(mu, axis=1, keepdims=True)
+    from midivae.model.search_head import bar_order
+
+    s = project(head.song_projection, head.style_center, head.style_scale, unit, bar_order(bars), real_phrases)
+    np.testing.assert_allclose(s, project(head.song_projection, head.style_center, head.style_scale, unit,
+                                          bar_order(bars), style=phrase_style(real_phrases)))
+    # the rotated content's dot product is the mean's cosine plus the weighted song cosine
+    np.testing.assert_allclose(v[:, :192] @ v[:, :192].T, unit @ unit.T + s @ s.T, atol=1e-4)
+    # on its training phrases, a phrase's song part is nearer its own song's than another's
+    label = np.arange(n) * 4 // n
+    sim = s @ s.T
+    same, other = label[:, None] == label[None, :], label[:, None] != label[None, :]
+    np.fill_diagonal(same, False)
+    assert sim[same].mean() > sim[other].mean() + 0.2
+    # round trip: a copy of the folder gives the same vectors; a head needs its phrases
+    shutil.copytree(ckpt, tmp_path / "copy")
+    np.testing.assert_array_equal(load_model(tmp_path / "copy").encode_search(real_phrases[:3]),
+                                  model.encode_search(real_phrases[:3]))
+    with pytest.raises(ValueError, match="phrases"):
+        head.vectors(mu, bars)
+    with pytest.raises(ValueError, match="song projection"):
+        SearchHead(head.basis, song_projection=head.song_projection, style_center=None, style_scale=None, song_weight=1.0)
+
+
+def test_a_search_head_file_with_a_bad_song_projection_is_refused(tmp_path):
+    head = SearchHead(np.eye(12, dtype=np.float32), 0.0, 4, 10, 0, 0.0, song_projection=np.ones((20, 4), np.float32),
+                      style_center=np.zeros(171, np.float32), style_scale=np.ones(171, np.float32), song_weight=1.0)
+    save_search_head(head, tmp_path)
+    assert load_search_head(tmp_path, 8).song_dims == 4
+    with pytest.raises(CheckpointError, match="song projection 4"):
+        load_search_head(tmp_path, 12)

@@ -230,13 +230,13 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     dist = distance or getattr(model, "distance", None) or "cosine"
     enc = encoder or CachedEncoder(model)
     head = getattr(model, "search_head", None) if dist == "cosine" else None
-    if head is not None and not head.shortlist and not head.bar_weight:
+    if head is not None and not head.shortlist and not head.bar_weight and not head.song_dims:
         head = None  # the plain scan of the posterior means
 
     def search_vectors(z: np.ndarray, phrases: np.ndarray) -> np.ndarray:
         if head is None:
             return z
-        v = head.vectors(z, enc.bars(phrases) if head.bar_weight else None)
+        v = head.vectors(z, enc.bars(phrases) if head.bar_weight or head.song_dims else None, phrases)
         if head.fingerprint_hashes:
             v = np.concatenate([v, signatures(phrases, head.fingerprint_hashes).astype(np.float32)], axis=1)
         return v
@@ -263,8 +263,9 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     return Embedding(
         name, embed, dist, width, stored * FLOAT_BYTES,
         sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
-        song_dims=dims, signature_dims=fp, fp_weight=head.fingerprint_weight,
-        notes=(f"search vectors ({dims}-dim posterior mean rotated"
+        song_dims=head.content_dims, signature_dims=fp, fp_weight=head.fingerprint_weight,
+        notes=(f"search vectors ({dims}-dim posterior mean"
+               + (f" + {head.song_weight} x {head.song_dims}-dim song projection" if head.song_dims else "") + " rotated"
                + (f" + {head.bar_weight} x per-bar part" if head.bar_weight else "")
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")

@@ -101,7 +101,7 @@ def search_layout(encoder: Encoder) -> SearchLayout:
     if head is None or (not head.bar_weight and not head.shortlist and not getattr(encoder, "search_id", "")):
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
-                        encoder.latent_dim, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
+                        head.content_dims, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
                         float(head.fingerprint_weight))
 
 

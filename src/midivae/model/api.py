@@ -125,7 +125,7 @@ class Model:
     @property
     def search_dim(self) -> int:
         head = self.search_head
-        return self.latent_dim + (self.vae.bar_part_dim if head.bar_weight else 0) + head.fingerprint_hashes
+        return head.content_dims + (self.vae.bar_part_dim if head.bar_weight else 0) + head.fingerprint_hashes
 
     @torch.inference_mode()
     def encode_search(self, phrases: np.ndarray) -> np.ndarray:
@@ -136,10 +136,12 @@ class Model:
             arr = arr[None]
         parts = []
         for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
-            mu, _, bars = self.vae.encode_with_bars(x) if head.bar_weight else (self.vae.encode_mean(x), None, None)
-            v = head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars))
+            with_bars = head.bar_weight or head.song_dims
+            mu, _, bars = self.vae.encode_with_bars(x) if with_bars else (self.vae.encode_mean(x), None, None)
+            batch = arr[start : start + self.batch_size]
+            v = head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars), batch)
             if head.fingerprint_hashes:
-                sig = signatures(arr[start : start + self.batch_size], head.fingerprint_hashes)
+                sig = signatures(batch, head.fingerprint_hashes)
                 v = np.concatenate([v, sig.astype(np.float32)], axis=1)
             parts.append(v)
         return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)

@@ -480,7 +480,7 @@ def _run(
         if verbose:
             _print_row(row, improved)
     if (out / BEST / ckpt.WEIGHTS_FILE).exists():
-        fit_search_head_of(out / BEST, splits.train, cfg.seed)
+        fit_search_head_of(out / BEST, splits.train, cfg.seed, train_song=splits.train_song)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
         run_dir=out,
@@ -500,22 +500,52 @@ def _run(
 
 #: training phrases the search head's rotation is fitted on (the SVD of a few thousand suffices)
 SEARCH_FIT_ROWS = 8192
+#: training phrases a song projection is fitted on (it learns from pairs of phrases of a song: all
+#: of a store's train split, up to this many)
+SONG_FIT_ROWS = 65536
 
 
-def fit_search_head_of(checkpoint: Path, packed_train: np.ndarray, seed: int = 0, **settings) -> None:
+def fit_search_head_of(checkpoint: Path, packed_train: np.ndarray, seed: int = 0,
+                       train_song: np.ndarray | None = None, **settings) -> None:
     """Fit the checkpoint's search head on (a sample of) its training phrases and store it beside
-    the weights (``search.safetensors``; see :mod:`midivae.model.search_head`)."""
+    the weights (``search.safetensors``; see :mod:`midivae.model.search_head`). With ``train_song``
+    (each row's song number) and an architecture with per-bar parts, it gets a song projection,
+    fitted on up to ``SONG_FIT_ROWS`` rows."""
     from midivae.model.api import load_model
-    from midivae.model.search_head import fit_search_head, save_search_head
+    from midivae.model.search_head import SongFit, fit_search_head, save_search_head
 
     model = load_model(checkpoint)
     n = packed_train.shape[0]
-    rows = np.sort(np.random.default_rng([seed, 0x5EA]).choice(n, size=min(n, SEARCH_FIT_ROWS), replace=False))
+    with_song = train_song is not None and model.vae.bar_part_dim > 0 and _paired_songs(train_song) >= 2
+    size = min(n, SONG_FIT_ROWS if with_song else SEARCH_FIT_ROWS)
+    rows = np.sort(np.random.default_rng([seed, 0x5EA]).choice(n, size=size, replace=False))
     if rows.size < model.latent_dim:
         return  # too few phrases for a rotation: the index keeps the plain scan
-    bits = np.unpackbits(packed_train[rows], axis=1, count=int(np.prod(PHRASE_SHAPE)))
-    mu = model.encode_mean(bits.view(bool).reshape(rows.size, *PHRASE_SHAPE))
-    save_search_head(fit_search_head(mu, **settings), checkpoint)
+    if not with_song:
+        mu = model.encode_mean(_unpacked(packed_train[rows]))
+        save_search_head(fit_search_head(mu, **settings), checkpoint)
+        return
+    from midivae.data.style import phrase_style
+
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for a in range(0, rows.size, 1024):
+        phrases = _unpacked(packed_train[rows[a : a + 1024]])
+        mu, _, bars = model.encode_with_bars(phrases)
+        for out, x in zip(parts, (mu, bars, phrase_style(phrases))):
+            out.append(x)
+    mu, bars, style = (np.concatenate(p) for p in parts)
+    fit = SongFit(bars, style, np.asarray(train_song)[rows], seed)
+    save_search_head(fit_search_head(mu, fit, **settings), checkpoint)
+
+
+def _unpacked(packed: np.ndarray) -> np.ndarray:
+    bits = np.unpackbits(packed, axis=1, count=int(np.prod(PHRASE_SHAPE)))
+    return bits.view(bool).reshape(packed.shape[0], *PHRASE_SHAPE)
+
+
+def _paired_songs(song: np.ndarray) -> int:
+    """Songs with at least two phrases (a song projection learns from pairs)."""
+    return int((np.bincount(np.unique(np.asarray(song), return_inverse=True)[1].ravel()) >= 2).sum())
 
 
 def _jsonable(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,54 @@
+"""Style statistics of a phrase: what a song keeps from one section to the next.
+
+A phrase of new material (a bridge, an outro) shares few notes with the rest of its song, but
+usually its key, its instruments and their registers, and its groove. These statistics give the
+search head's song projection (midivae.model.search_head) that evidence; the VAE's latent,
+trained to reconstruct, spends little of its capacity on it. All are vectorised numpy on bool
+phrases ``(n, 4, 48, 84, 5)``:
+
+* per-track pitch-class profile (12 x 5, each track's sums to 1 where it plays);
+* per-track log cell count (5);
+* onset positions within the bar (48) of the drums and of the pitched tracks together (2 x 48,
+  each summing to 1 where there are onsets);
+* per-track mean pitch and pitch spread (2 x 5), in units of the 84-pitch range and of two octaves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from midivae.constants import DRUMS, N_PITCHES, N_TRACKS, STEPS_PER_BAR
+
+PITCH_CLASSES = 12
+STYLE_DIMS = PITCH_CLASSES * N_TRACKS + N_TRACKS + 2 * STEPS_PER_BAR + 2 * N_TRACKS  # 171
+
+
+def _unit_sum(x: np.ndarray, axis: int) -> np.ndarray:
+    total = x.sum(axis=axis, keepdims=True)
+    return np.divide(x, total, out=np.zeros_like(x), where=total > 0)
+
+
+def phrase_style(phrases: np.ndarray) -> np.ndarray:
+    """Style statistics float32 ``(n, STYLE_DIMS)`` of bool phrases ``(n, 4, 48, 84, 5)``."""
+    ph = np.asarray(phrases, dtype=bool)
+    if ph.ndim != 5:
+        raise ValueError(f"phrases must be (n, 4, 48, 84, 5), got shape {ph.shape}")
+    n = ph.shape[0]
+    cells = ph.sum(axis=(1, 2), dtype=np.float32)  # (n, 84, 5): cells per pitch and track
+    chroma = cells.reshape(n, N_PITCHES // PITCH_CLASSES, PITCH_CLASSES, N_TRACKS).sum(axis=1)
+    chroma = _unit_sum(chroma, axis=1)  # (n, 12, 5)
+    total = cells.sum(axis=1)  # (n, 5)
+    density = np.log1p(total)
+    # onsets: a cell that is on where the step before it (in the same bar) is off
+    onset = ph.copy()
+    onset[:, :, 1:] &= ~ph[:, :, :-1]
+    at_step = onset.sum(axis=(1, 3), dtype=np.float32)  # (n, 48, 5)
+    drums = _unit_sum(at_step[:, :, DRUMS], axis=1)
+    pitched = _unit_sum(np.delete(at_step, DRUMS, axis=2).sum(axis=2), axis=1)
+    pitch = np.arange(N_PITCHES, dtype=np.float32)[None, :, None]
+    weight = np.maximum(total, 1.0)
+    mean = (cells * pitch).sum(axis=1) / weight
+    spread = np.sqrt(np.maximum((cells * pitch**2).sum(axis=1) / weight - mean**2, 0.0))
+    return np.concatenate(
+        [chroma.reshape(n, -1), density, drums, pitched, mean / N_PITCHES, spread / (2 * PITCH_CLASSES)], axis=1
+    ).astype(np.float32)
