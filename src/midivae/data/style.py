@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from midivae.constants import DRUMS, N_PITCHES, N_TRACKS, STEPS_PER_BAR
+from midivae.constants import DRUMS, N_PITCHES, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE, STEPS_PER_BAR
 
 PITCH_CLASSES = 12
 STYLE_DIMS = PITCH_CLASSES * N_TRACKS + N_TRACKS + 2 * STEPS_PER_BAR + 2 * N_TRACKS  # 171
@@ -29,26 +29,35 @@ def _unit_sum(x: np.ndarray, axis: int) -> np.ndarray:
 
 
 def phrase_style(phrases: np.ndarray) -> np.ndarray:
-    """Style statistics float32 ``(n, STYLE_DIMS)`` of bool phrases ``(n, 4, 48, 84, 5)``."""
+    """Style statistics float32 ``(n, STYLE_DIMS)`` of bool phrases ``(n, 4, 48, 84, 5)``.
+
+    Works on the coordinates of the on cells (~2% of a phrase), counted with ``bincount``."""
     ph = np.asarray(phrases, dtype=bool)
-    if ph.ndim != 5:
-        raise ValueError(f"phrases must be (n, 4, 48, 84, 5), got shape {ph.shape}")
+    if ph.ndim != 5 or ph.shape[1:] != PHRASE_SHAPE:
+        raise ValueError(f"phrases must be (n, {', '.join(map(str, PHRASE_SHAPE))}), got shape {ph.shape}")
     n = ph.shape[0]
-    cells = ph.sum(axis=(1, 2), dtype=np.float32)  # (n, 84, 5): cells per pitch and track
-    chroma = cells.reshape(n, N_PITCHES // PITCH_CLASSES, PITCH_CLASSES, N_TRACKS).sum(axis=1)
-    chroma = _unit_sum(chroma, axis=1)  # (n, 12, 5)
+    flat = ph.reshape(-1)
+    on = np.flatnonzero(flat)
+    track = on % N_TRACKS
+    pitch = (on // N_TRACKS) % N_PITCHES
+    step = (on // (N_TRACKS * N_PITCHES)) % STEPS_PER_BAR
+    sample = on // (PHRASE_CELLS)
+    cells = np.bincount((sample * N_PITCHES + pitch) * N_TRACKS + track, minlength=n * N_PITCHES * N_TRACKS)
+    cells = cells.reshape(n, N_PITCHES, N_TRACKS).astype(np.float32)  # cells per pitch and track
+    chroma = _unit_sum(cells.reshape(n, N_PITCHES // PITCH_CLASSES, PITCH_CLASSES, N_TRACKS).sum(axis=1), axis=1)
     total = cells.sum(axis=1)  # (n, 5)
     density = np.log1p(total)
-    # onsets: a cell that is on where the step before it (in the same bar) is off
-    onset = ph.copy()
-    onset[:, :, 1:] &= ~ph[:, :, :-1]
-    at_step = onset.sum(axis=(1, 3), dtype=np.float32)  # (n, 48, 5)
+    # onsets: on cells whose step before (in the same bar) is off
+    onset = step == 0
+    onset[~onset] = ~flat[on[~onset] - N_TRACKS * N_PITCHES]
+    at_step = np.bincount((sample[onset] * STEPS_PER_BAR + step[onset]) * N_TRACKS + track[onset],
+                          minlength=n * STEPS_PER_BAR * N_TRACKS).reshape(n, STEPS_PER_BAR, N_TRACKS).astype(np.float32)
     drums = _unit_sum(at_step[:, :, DRUMS], axis=1)
     pitched = _unit_sum(np.delete(at_step, DRUMS, axis=2).sum(axis=2), axis=1)
-    pitch = np.arange(N_PITCHES, dtype=np.float32)[None, :, None]
+    pitches = np.arange(N_PITCHES, dtype=np.float32)[None, :, None]
     weight = np.maximum(total, 1.0)
-    mean = (cells * pitch).sum(axis=1) / weight
-    spread = np.sqrt(np.maximum((cells * pitch**2).sum(axis=1) / weight - mean**2, 0.0))
+    mean = (cells * pitches).sum(axis=1) / weight
+    spread = np.sqrt(np.maximum((cells * pitches**2).sum(axis=1) / weight - mean**2, 0.0))
     return np.concatenate(
         [chroma.reshape(n, -1), density, drums, pitched, mean / N_PITCHES, spread / (2 * PITCH_CLASSES)], axis=1
     ).astype(np.float32)
