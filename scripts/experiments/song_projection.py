@@ -34,9 +34,9 @@ from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_versi
 from midivae.model.search_head import SongFit, fit_search_head
 
 NAMES = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar", "transpose_up_2", "transpose_down_3")
-FIT_FROM = 800
+FIT_FROM = 800  # train songs [FIT_FROM:] fit the projection; [:FIT_FROM] are the distractors
 #: the training views: all the VAE's augmentations, or all but transposition (a key is a song's style)
-VIEWS = {"keep-key": AugmentConfig(p_transpose=0.0), "all": AugmentConfig()}  # train songs [FIT_FROM:] fit the projection; [:FIT_FROM] are the distractors
+VIEWS = {"keep-key": AugmentConfig(p_transpose=0.0), "all": AugmentConfig()}
 
 
 def excerpt_among(queries_songs, distractors, emb) -> tuple[float, float]:
@@ -81,6 +81,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--fit-from", type=int, default=FIT_FROM,
+                    help="train songs from this number on fit the projection, the ones before are distractors")
     ap.add_argument("--altered", choices=("none", "keep-key", "all"), default="none",
                     help="fit on pairs whose second phrase is an altered view half the time (keep-key: no transpositions)")
     ap.add_argument("weights", nargs="+", help="song weights (0: no projection; 'shipped': the checkpoint's head as it is)")
@@ -90,7 +92,7 @@ def main() -> None:
     base, enc = model.search_head, CachedEncoder(model)
     val = load_store_split(args.store, "validation", None)
     train = load_store_split(args.store, "train", None)
-    mu, fit = song_fit_of(model, train[FIT_FROM:], altered=args.altered)
+    mu, fit = song_fit_of(model, train[args.fit_from :], altered=args.altered)
     queries = T.altered_queries(val, 1000, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
@@ -104,7 +106,7 @@ def main() -> None:
         else:
             model._search_head = fit_search_head(mu, fit if float(w) else None, song_weight=float(w), **settings)
         emb = model_embedding(model, "model", "cosine", enc)
-        big = excerpt_among(val, train[:FIT_FROM], emb)
+        big = excerpt_among(val, train[: args.fit_from], emb)
         e = T.excerpt_retrieval(val, emb)
         r = T.robustness(val, emb, queries=queries)
         v = T.version_identification(versions, emb)
