@@ -9,8 +9,8 @@ re-ranks its ``shortlist`` nearest by the whole vector. Architectures without pe
 get the rotated mean alone. A *song projection* (optional, ``song_weight`` > 0) adds a learnt
 unit vector of the phrase's song style beside the mean before the rotation (see
 midivae.model.song_projection): phrases of one song agree on it even where they share no
-material, so a phrase of a song's new section still finds the song. Last comes a landmark fingerprint of the phrase's notes
-(``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): the shortlist is
+material, so a phrase of a song's new section still finds the song. Last comes a landmark
+fingerprint of the phrase's notes (``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): the shortlist is
 re-ranked by distance + ``fingerprint_weight`` x (1 - landmark similarity), so that the phrase a
 query was cut from beats a near-repeat of it.
 
@@ -31,6 +31,8 @@ import numpy as np
 from midivae.errors import CheckpointError
 
 SEARCH_FILE = "search.safetensors"
+#: weight of the song projection's cosine beside the posterior mean's (docs/model_selection.md)
+SONG_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class SearchHead:
 
     def __post_init__(self) -> None:
         if not 0 <= self.coarse_dims < self.basis.shape[0] and self.shortlist:
-            raise ValueError(f"coarse_dims must be below the latent size {self.basis.shape[0]}, got {self.coarse_dims}")
+            raise ValueError(f"coarse_dims must be below the content size {self.basis.shape[0]}, got {self.coarse_dims}")
         if self.fingerprint_hashes and not (self.shortlist and self.coarse_dims):
             raise ValueError("fingerprints re-rank a shortlist: they need a two-stage search (coarse_dims, shortlist)")
         if self.song_projection is not None:
@@ -83,8 +85,7 @@ class SearchHead:
     def vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray | None = None) -> np.ndarray:
         """Search vectors float32 ``(n, content [+ 4 * k])`` from posterior means and per-bar parts
         (and, for a song projection, the phrases themselves)."""
-        mu = np.asarray(mu, dtype=np.float32)
-        unit = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
+        unit = unit_rows(np.asarray(mu, dtype=np.float32))
         order = None if bars is None else bar_order(bars)
         content = unit
         if self.song_projection is not None:
@@ -103,6 +104,10 @@ class SearchHead:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None}
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def bar_order(bars: np.ndarray) -> np.ndarray:
     """Each bar's deviation from the phrase's mean content code, relative to its size, flat ``(n, 4 * k)``."""
     bars = np.asarray(bars, dtype=np.float32)
@@ -114,8 +119,7 @@ def bar_order(bars: np.ndarray) -> np.ndarray:
 def fit_basis(mu: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
     """Principal axes of the unit posterior means (not centred: the rotation must keep cosines),
     with ``extra`` content columns (the weighted song projection) beside them."""
-    mu = np.asarray(mu, dtype=np.float64)
-    unit = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(np.asarray(mu, dtype=np.float64))
     content = unit if extra is None else np.concatenate([unit, np.asarray(extra, np.float64)], axis=1)
     _, _, vt = np.linalg.svd(content, full_matrices=True)
     return vt.astype(np.float32)
@@ -136,21 +140,17 @@ def fit_search_head(mu: np.ndarray, song_fit: "SongFit | None" = None, **setting
     from midivae.model.song_projection import fit_song_projection, project
 
     weight = float(settings.pop("song_weight", SONG_WEIGHT))
-    unit = mu / np.maximum(np.linalg.norm(mu, axis=1, keepdims=True), 1e-12)
-    order = bar_order(song_fit.bars)
+    unit, order = unit_rows(mu), bar_order(song_fit.bars)
     altered = None
     if song_fit.altered is not None:
         a_mu, a_bars, a_style = song_fit.altered
-        altered = (a_mu / np.maximum(np.linalg.norm(a_mu, axis=1, keepdims=True), 1e-12), bar_order(a_bars), a_style)
+        altered = (unit_rows(a_mu), bar_order(a_bars), a_style)
     proj = fit_song_projection(unit, order, song_fit.style, song_fit.song, altered=altered, seed=song_fit.seed)
     song = project(proj.matrix, proj.style_center, proj.style_scale, unit, order, style=song_fit.style)
     basis = fit_basis(mu, np.sqrt(weight) * song)
     return SearchHead(basis, song_projection=proj.matrix, style_center=proj.style_center,
                       style_scale=proj.style_scale, song_weight=weight, **settings)
 
-
-#: weight of the song projection's cosine beside the posterior mean's (docs/model_selection.md)
-SONG_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)

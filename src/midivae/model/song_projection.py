@@ -41,8 +41,9 @@ def project(matrix: np.ndarray, center: np.ndarray, scale: np.ndarray, unit: np.
     """Unit song vectors float32 ``(n, dims)`` of phrases (or of their precomputed style statistics)."""
     if style is None:
         style = phrase_style(phrases)
-    out = features(unit, order, style, center, scale) @ matrix
-    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    from midivae.model.search_head import unit_rows
+
+    return unit_rows(features(unit, order, style, center, scale) @ matrix).astype(np.float32)
 
 
 def fit_song_projection(unit: np.ndarray, order: np.ndarray, style: np.ndarray, song: np.ndarray, *,
