@@ -58,6 +58,7 @@ def test_layout_on_disk(two_stage):
     with LatentIndex.open(two_stage) as ix:
         info = ix.info()
         assert (info.coarse_dims, info.shortlist, info.search_id, info.latent_dim, info.vector_dims) == (4, 6, "head-a", 16, 80)
+        assert info.song_dims == 16
         assert (ix.generation / WHOLE).is_dir() and ix.phrases.dim == 4 and ix.whole.dim == 80 and ix.songs.dim == 16
         vids = ix.table().vector_ids
         np.testing.assert_allclose(ix.phrases.vectors(vids), ix.search_vectors(vids)[:, :4] /

@@ -159,3 +159,22 @@ def test_a_search_head_file_with_a_bad_song_projection_is_refused(tmp_path):
     assert load_search_head(tmp_path, 8).song_dims == 4
     with pytest.raises(CheckpointError, match="song projection 4"):
         load_search_head(tmp_path, 12)
+
+
+def test_an_index_of_the_shipped_model_finds_a_song_by_its_own_file(data_dir, tmp_path):
+    from midivae.index import LatentIndex
+    from midivae.index.build import build_index
+    from midivae.index.search import search
+    from midivae.model.api import load_model
+
+    files = sorted((data_dir / "lpd5" / "lpd_5_cleansed").rglob("*.npz"))[:4]
+    if len(files) < 4:
+        pytest.skip("LPD-5 songs not found")
+    model = load_model()
+    build_index(files, tmp_path / "ix", model, workers=1)
+    with LatentIndex.open(tmp_path / "ix") as ix:
+        info = ix.info()
+        assert (info.latent_dim, info.song_dims, info.vector_dims, info.coarse_dims) == (128, 192, 704, 32)
+        assert info.search_id == model.search_id
+        result = search(ix, str(files[2]), lambda: model, k=4)
+    assert len(result.hits) == 4 and result.hits[0].song_id.endswith(files[2].stem)

@@ -94,6 +94,8 @@ class SearchLayout:
     #: trailing columns that are fingerprint signatures, and their weight in the shortlist's ranking
     signature_dims: int = 0
     fp_weight: float = 0.0
+    #: the model's latent size (shown by ``index info``; 0: ``song_dims``)
+    latent_dim: int = 0
 
 
 def search_layout(encoder: Encoder) -> SearchLayout:
@@ -102,7 +104,7 @@ def search_layout(encoder: Encoder) -> SearchLayout:
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
                         head.content_dims, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
-                        float(head.fingerprint_weight))
+                        float(head.fingerprint_weight), int(encoder.latent_dim))
 
 
 def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str) -> np.ndarray:

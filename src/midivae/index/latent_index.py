@@ -41,7 +41,7 @@ class IndexInfo:
     checkpoint_id: str
     checkpoint: str
     #: the model's latent size; ``vector_dims``: the width of a stored search vector (larger
-    #: where the model's search head adds a bar-order part)
+    #: where the model's search head adds a song vector, a bar-order part, fingerprints)
     latent_dim: int
     kind: str
     metric: str
@@ -54,6 +54,8 @@ class IndexInfo:
     coarse_dims: int = 0
     shortlist: int = 0
     search_id: str = ""
+    #: the leading dims a song vector averages (the latent, or the search head's content block)
+    song_dims: int = 0
 
 
 def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -84,6 +86,7 @@ class LatentIndex:
         self.search_id: str = meta.get("search_id", "")
         self.signature_dims = int(meta.get("signature_dims", 0))
         self.fp_weight = float(meta.get("fp_weight", 0.0))
+        self.song_dims = int(meta.get("song_dims", self.latent_dim))
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -174,13 +177,14 @@ class LatentIndex:
         disk = sum(f.stat().st_size for f in self.generation.rglob("*") if f.is_file())
         return IndexInfo(
             path=str(self.path), generation=self.generation.name, checkpoint_id=self.checkpoint_id,
-            checkpoint=self.meta.get("checkpoint", ""), latent_dim=int(self.meta.get("song_dims", self.latent_dim)),
+            checkpoint=self.meta.get("checkpoint", ""),
+            latent_dim=int(self.meta.get("model_latent_dim", self.meta.get("song_dims", self.latent_dim))),
             kind=getattr(getattr(self.phrases, "spec", None), "kind", self.meta.get("backend", "?")),
             metric=self.metric, n_songs=self.catalogue.n_songs(),
             n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
             created_at=self.meta.get("created_at", ""), disk_bytes=disk, vector_dims=self.latent_dim,
             coarse_dims=self.coarse_dims,
-            shortlist=self.shortlist, search_id=self.search_id)
+            shortlist=self.shortlist, search_id=self.search_id, song_dims=self.song_dims)
 
     def close(self) -> None:
         self.catalogue.close()
@@ -266,6 +270,7 @@ class IndexWriter:
                 "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend,
                 "coarse_dims": str(lay.coarse_dims), "shortlist": str(lay.shortlist),
                 "song_dims": str(lay.song_dims or self._latent_dim), "search_id": lay.search_id,
+                "model_latent_dim": str(lay.latent_dim or lay.song_dims or self._latent_dim),
                 "signature_dims": str(lay.signature_dims), "fp_weight": repr(lay.fp_weight)})
             make = BACKENDS[self._backend]
             exact = IndexSpec(kind="exact", metric=self._spec.metric)
