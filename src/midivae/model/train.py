@@ -480,6 +480,8 @@ def _run(
         if verbose:
             _print_row(row, improved)
     if (out / BEST / ckpt.WEIGHTS_FILE).exists():
+        if verbose:
+            print(f"fitting the search head of {out / BEST} on the train phrases (a minute or two)", file=sys.stderr)
         fit_search_head_of(out / BEST, splits.train, cfg.seed, train_song=splits.train_song)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
