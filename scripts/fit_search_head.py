@@ -6,7 +6,7 @@ checkpoint, e.g. the shipped one after a change to the search head:
     python scripts/fit_search_head.py --store /tmp/lpdstore --checkpoint src/midivae/pretrained
 
 The settings (bar weight, coarse dims, shortlist, fingerprints) are kept from the checkpoint's
-current head; the song weight is the default (midivae.model.search_head.SONG_WEIGHT).
+current head; the song weight is `--song-weight` (default midivae.model.search_head.SONG_WEIGHT).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 import midivae
 from midivae.data.store import PhraseStore
+from midivae.model.search_head import SONG_WEIGHT
 from midivae.model.train import fit_search_head_of
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--song-weight", type=float, default=SONG_WEIGHT)
     args = ap.parse_args()
     settings = midivae.load_model(args.checkpoint).search_head.settings()
     settings.pop("song_weight", None)
@@ -35,7 +37,8 @@ def main() -> None:
         packed = np.ascontiguousarray(store.packed(rows))
     finally:
         store.close()
-    fit_search_head_of(args.checkpoint, packed, args.seed, train_song=song.reshape(-1), **settings)
+    fit_search_head_of(args.checkpoint, packed, args.seed, train_song=song.reshape(-1), song_weight=args.song_weight,
+                       **settings)
     head = midivae.load_model(args.checkpoint).search_head
     print(f"{args.checkpoint}: search head fitted on {rows.size} train phrases: {head.settings()}")
 

@@ -64,6 +64,12 @@ def excerpt_among(queries_songs, distractors, emb) -> tuple[float, float]:
 
 
 def song_fit_of(model, songs, seed: int = 0, altered: str = "none") -> tuple[np.ndarray, SongFit]:
+    if altered == "versions":  # a re-rendering of every song joins it: more phrases of the same song numbers
+        songs = list(songs) + rerendered(songs, seed)
+        mu, fit = song_fit_of(model, songs, seed)
+        n = len(songs) // 2
+        song = fit.song % n  # the re-rendering of song i is song n + i
+        return mu, SongFit(fit.bars, fit.style, song, seed)
     flat = flatten(songs)
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(6)]
@@ -77,14 +83,31 @@ def song_fit_of(model, songs, seed: int = 0, altered: str = "none") -> tuple[np.
     return cat[0], SongFit(cat[1], cat[2], flat.song.copy(), seed, (cat[3], cat[4], cat[5]) if altered != "none" else None)
 
 
+def rerendered(songs, seed: int) -> list:
+    """A `hard` re-rendering of each song (evaluate.versions.rerender), as songs of phrases."""
+    from midivae.evaluate.data import SongPhrases
+    from midivae.evaluate.versions import rerender
+    from midivae.song import cut_phrases, phrases_to_roll, song_from_roll
+
+    rng = np.random.default_rng([seed, 0xA17])
+    out = []
+    for s in songs:
+        alt = cut_phrases(song_from_roll(rerender(phrases_to_roll(s.phrases), rng, VERSION_PRESETS["hard"])))
+        out.append(SongPhrases.from_phrases(s.song_id + "__v", alt.phrases, alt.bar_offsets))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--fit-from", type=int, default=FIT_FROM,
                     help="train songs from this number on fit the projection, the ones before are distractors")
-    ap.add_argument("--altered", choices=("none", "keep-key", "all"), default="none",
-                    help="fit on pairs whose second phrase is an altered view half the time (keep-key: no transpositions)")
+    ap.add_argument("--altered", choices=("none", "keep-key", "all", "versions"), default="none",
+                    help="fit on pairs whose second phrase is an altered view half the time (keep-key: no "
+                         "transpositions), or with a generated `hard` re-rendering of every song among its phrases")
+    ap.add_argument("--real-versions", type=Path, default=None,
+                    help="also version identification on this CSV (file,song) of real MIDI versions")
     ap.add_argument("weights", nargs="+", help="song weights (0: no projection; 'shipped': the checkpoint's head as it is)")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -97,8 +120,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
                                                       cfg=VERSION_PRESETS["hard"]))
+    real = load_versions(args.real_versions.parent, args.real_versions) if args.real_versions else None
     print("| song weight | excerpt at scale Hit@1 / MRR | excerpt Hit@1 / MRR | phrase Hit@1 drop20 / shift6 / p->g / +2 / -3"
-          " | worst song Hit@1 | versions Hit@1 / MRR |")
+          " | worst song Hit@1 | versions Hit@1 / MRR |" + (" real versions Hit@1 / MRR |" if real else ""))
     settings = {k: v for k, v in base.settings().items() if k != "song_weight"}
     for w in args.weights:
         if w == "shipped":
@@ -112,8 +136,9 @@ def main() -> None:
         v = T.version_identification(versions, emb)
         worst = min(r.get(f"{n}/song_hit1_anykey", r[f"{n}/song_hit1"]) for n in NAMES)
         phrase = " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in NAMES)
+        rv = T.version_identification(real, emb) if real else None
         print(f"| {w} | {big[0]:.3f} / {big[1]:.3f} | {e['hit@1']:.3f} / {e['mrr']:.3f} | {phrase} | {worst:.3f} "
-              f"| {v['hit@1']:.3f} / {v['mrr']:.3f} |", flush=True)
+              f"| {v['hit@1']:.3f} / {v['mrr']:.3f} |" + (f" {rv['hit@1']:.3f} / {rv['mrr']:.3f} |" if rv else ""), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ import numpy as np
 from midivae.errors import CheckpointError
 
 SEARCH_FILE = "search.safetensors"
-#: weight of the song projection's cosine beside the posterior mean's (docs/model_selection.md)
-SONG_WEIGHT = 1.0
+#: weight of the song projection's cosine beside the posterior mean's (docs/model_selection.md,
+#: "Song projection": 1 searches excerpts best, less keeps more of other transcriptions)
+SONG_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
