@@ -97,6 +97,23 @@ class SearchLayout:
     #: the model's latent size (shown by ``index info``; 0: ``song_dims``)
     latent_dim: int = 0
 
+    def to_meta(self) -> dict[str, str]:
+        """The layout as an index catalogue's meta entries (:meth:`from_meta` reads them back)."""
+        song_dims = self.song_dims or self.width
+        return {"latent_dim": str(self.width), "coarse_dims": str(self.coarse_dims), "shortlist": str(self.shortlist),
+                "song_dims": str(song_dims), "search_id": self.search_id,
+                "model_latent_dim": str(self.latent_dim or song_dims),
+                "signature_dims": str(self.signature_dims), "fp_weight": repr(self.fp_weight)}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, str]) -> "SearchLayout":
+        """The layout an index was built with (an index from before search heads: the plain one)."""
+        width = int(meta["latent_dim"])
+        song_dims = int(meta.get("song_dims", width))
+        return cls(width, int(meta.get("coarse_dims", 0)), int(meta.get("shortlist", 0)), song_dims,
+                   meta.get("search_id", ""), int(meta.get("signature_dims", 0)), float(meta.get("fp_weight", 0.0)),
+                   int(meta.get("model_latent_dim", song_dims)))
+
 
 def search_layout(encoder: Encoder) -> SearchLayout:
     head = getattr(encoder, "search_head", None)

@@ -79,14 +79,11 @@ class LatentIndex:
         meta = catalogue.meta()
         self.meta = meta
         self.checkpoint_id: str = meta["checkpoint_id"]
-        self.latent_dim = int(meta["latent_dim"])  # width of a stored search vector
+        self.layout = lay = SearchLayout.from_meta(meta)
+        self.latent_dim = lay.width  # width of a stored search vector
         self.metric: str = meta["metric"]
-        self.coarse_dims = int(meta.get("coarse_dims", 0))
-        self.shortlist = int(meta.get("shortlist", 0))
-        self.search_id: str = meta.get("search_id", "")
-        self.signature_dims = int(meta.get("signature_dims", 0))
-        self.fp_weight = float(meta.get("fp_weight", 0.0))
-        self.song_dims = int(meta.get("song_dims", self.latent_dim))
+        self.coarse_dims, self.shortlist, self.search_id = lay.coarse_dims, lay.shortlist, lay.search_id
+        self.signature_dims, self.fp_weight, self.song_dims = lay.signature_dims, lay.fp_weight, lay.song_dims
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -178,7 +175,7 @@ class LatentIndex:
         return IndexInfo(
             path=str(self.path), generation=self.generation.name, checkpoint_id=self.checkpoint_id,
             checkpoint=self.meta.get("checkpoint", ""),
-            latent_dim=int(self.meta.get("model_latent_dim", self.meta.get("song_dims", self.latent_dim))),
+            latent_dim=self.layout.latent_dim,
             kind=getattr(getattr(self.phrases, "spec", None), "kind", self.meta.get("backend", "?")),
             metric=self.metric, n_songs=self.catalogue.n_songs(),
             n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
@@ -267,11 +264,7 @@ class IndexWriter:
             lay = self._layout
             self.catalogue = Catalogue.create(self._work / CATALOGUE, {
                 "checkpoint_id": self._checkpoint_id, "checkpoint": self._checkpoint,
-                "latent_dim": str(self._latent_dim), "metric": self._spec.metric, "backend": self._backend,
-                "coarse_dims": str(lay.coarse_dims), "shortlist": str(lay.shortlist),
-                "song_dims": str(lay.song_dims or self._latent_dim), "search_id": lay.search_id,
-                "model_latent_dim": str(lay.latent_dim or lay.song_dims or self._latent_dim),
-                "signature_dims": str(lay.signature_dims), "fp_weight": repr(lay.fp_weight)})
+                "metric": self._spec.metric, "backend": self._backend, **lay.to_meta()})
             make = BACKENDS[self._backend]
             exact = IndexSpec(kind="exact", metric=self._spec.metric)
             self.phrases = make(lay.coarse_dims or self._latent_dim, self._spec)
@@ -292,10 +285,8 @@ class IndexWriter:
         meta = self.catalogue.meta()
         self.checkpoint_id = meta["checkpoint_id"]
         self.metric = meta["metric"]
-        self.latent_dim = int(meta["latent_dim"])
-        self.coarse_dims = int(meta.get("coarse_dims", 0))
-        self.song_dims = int(meta.get("song_dims", self.latent_dim))
-        self.signature_dims = int(meta.get("signature_dims", 0))
+        self.layout = SearchLayout.from_meta(meta)
+        self.latent_dim = self.layout.width
 
     def __exit__(self, exc_type, exc, tb) -> None:
         gen_cm = self._stack.pop() if len(self._stack) == 2 else None
@@ -341,8 +332,9 @@ class IndexWriter:
         vectors = np.concatenate([p[2] for p in self._pending])
         if self.whole is not None:
             self.whole.add(vids, vectors)
-        self.phrases.add(vids, vectors[:, : self.coarse_dims] if self.coarse_dims else vectors)
-        self.songs.add(keys, np.stack([song_vector(p[2][:, : self.song_dims], self.metric) for p in self._pending]))
+        coarse, song_dims = self.layout.coarse_dims, self.layout.song_dims
+        self.phrases.add(vids, vectors[:, :coarse] if coarse else vectors)
+        self.songs.add(keys, np.stack([song_vector(p[2][:, :song_dims], self.metric) for p in self._pending]))
         self._pending = []
 
     def remove_song(self, song_id: str) -> None:
