@@ -15,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
-from midivae.data.fingerprint import signatures
 from midivae.evaluate.data import SongPhrases, flatten
 from midivae.evaluate.embedding import Embedding
 
@@ -230,16 +229,13 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     dist = distance or getattr(model, "distance", None) or "cosine"
     enc = encoder or CachedEncoder(model)
     head = getattr(model, "search_head", None) if dist == "cosine" else None
-    if head is not None and not head.shortlist and not head.bar_weight and not head.song_dims:
+    if head is not None and not head.shortlist and not head.needs_bars:
         head = None  # the plain scan of the posterior means
 
     def search_vectors(z: np.ndarray, phrases: np.ndarray) -> np.ndarray:
         if head is None:
             return z
-        v = head.vectors(z, enc.bars(phrases) if head.bar_weight or head.song_dims else None, phrases)
-        if head.fingerprint_hashes:
-            v = np.concatenate([v, signatures(phrases, head.fingerprint_hashes).astype(np.float32)], axis=1)
-        return v
+        return head.search_vectors(z, enc.bars(phrases) if head.needs_bars else None, phrases)
 
     def embed(phrases: np.ndarray) -> np.ndarray:
         return search_vectors(enc.encode(phrases)[0], phrases)

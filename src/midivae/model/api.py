@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from midivae.constants import BARS_PER_PHRASE, MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
-from midivae.data.fingerprint import signatures
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.model.base import PhraseVAE
 from midivae.model.checkpoint import CONFIG_FILE, file_id, load_checkpoint
@@ -136,14 +135,9 @@ class Model:
             arr = arr[None]
         parts = []
         for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
-            with_bars = head.bar_weight or head.song_dims
-            mu, _, bars = self.vae.encode_with_bars(x) if with_bars else (self.vae.encode_mean(x), None, None)
+            mu, _, bars = self.vae.encode_with_bars(x) if head.needs_bars else (self.vae.encode_mean(x), None, None)
             batch = arr[start : start + self.batch_size]
-            v = head.vectors(self._numpy(mu), None if bars is None else self._numpy(bars), batch)
-            if head.fingerprint_hashes:
-                sig = signatures(batch, head.fingerprint_hashes)
-                v = np.concatenate([v, sig.astype(np.float32)], axis=1)
-            parts.append(v)
+            parts.append(head.search_vectors(self._numpy(mu), None if bars is None else self._numpy(bars), batch))
         return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)
 
     @torch.inference_mode()

@@ -101,6 +101,21 @@ class SearchHead:
             return np.ascontiguousarray(rotated, dtype=np.float32)
         return np.ascontiguousarray(np.concatenate([rotated, self.bar_weight * order], axis=1), dtype=np.float32)
 
+    @property
+    def needs_bars(self) -> bool:
+        """Whether its vectors read the per-bar parts (the bar part, or the song projection's input)."""
+        return bool(self.bar_weight or self.song_dims)
+
+    def search_vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray) -> np.ndarray:
+        """:meth:`vectors` and, where the head has fingerprints, the phrases' signature columns
+        after them: the whole search vector an index stores."""
+        v = self.vectors(mu, bars, phrases)
+        if not self.fingerprint_hashes:
+            return v
+        from midivae.data.fingerprint import signatures
+
+        return np.concatenate([v, signatures(phrases, self.fingerprint_hashes).astype(np.float32)], axis=1)
+
     def settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None}
 
