@@ -112,6 +112,19 @@ def test_version_identification_identity_and_constant(make_songs):
     assert c["hit@1"] == pytest.approx(1 / 11)
 
 
+def test_version_identification_searches_files_with_several_embed(make_songs):
+    """Query files of several phrases are searched in ``several_embed``'s space (both sides)."""
+    from midivae.evaluate.data import SongPhrases
+    from midivae.evaluate.versions import VersionSet
+
+    base = make_songs(6, half=2, seed=4)
+    files = list(base) + [SongPhrases.from_phrases(s.song_id + "_v2", s.phrases) for s in base[:3]]
+    vs = VersionSet(files, [s.song_id for s in base] + [s.song_id for s in base[:3]])
+    for several, hit1 in ((None, 1.0), (identity, 1.0), (constant, 1 / 8)):
+        r = tasks.version_identification(vs, Embedding("m", identity, "euclidean", -1, -1, several_embed=several))
+        assert r["n_queries"] == 6 and r["hit@1"] == pytest.approx(hit1)
+
+
 def test_version_folder_round_trip(make_songs, tmp_path):
     from midivae.evaluate.versions import load_versions, make_version_folder
 

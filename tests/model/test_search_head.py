@@ -143,6 +143,11 @@ def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(r
     same, other = label[:, None] == label[None, :], label[:, None] != label[None, :]
     np.fill_diagonal(same, False)
     assert sim[same].mean() > sim[other].mean() + 0.2
+    # a query of several phrases is searched without the song part: its dot product with a stored
+    # vector is the mean's cosine alone, and the bar order and fingerprint columns stay as they were
+    q = head.without_song(v)
+    np.testing.assert_allclose(q[:, :192] @ v[:, :192].T, unit @ unit.T, atol=1e-4)
+    np.testing.assert_array_equal(q[:, 192:], v[:, 192:])
     # round trip: a copy of the folder gives the same vectors; a head needs its phrases
     shutil.copytree(ckpt, tmp_path / "copy")
     np.testing.assert_array_equal(load_model(tmp_path / "copy").encode_search(real_phrases[:3]),
@@ -177,5 +182,13 @@ def test_an_index_of_the_shipped_model_finds_a_song_by_its_own_file(data_dir, tm
         info = ix.info()
         assert (info.latent_dim, info.song_dims, info.vector_dims, info.coarse_dims) == (128, 192, 704, 32)
         assert info.search_id == model.search_id
+        # the index keeps what takes the song part out of a query of several phrases
+        np.testing.assert_array_equal(ix.layout.mean_axes, model.search_head.mean_axes)
+        v = model.encode_search(np.zeros((2, *PHRASE_SHAPE), bool) | (np.arange(84) == 40)[None, None, None, :, None])
+        np.testing.assert_array_equal(ix.layout.query_vectors(v[:1], 1), v[:1])
+        np.testing.assert_allclose(ix.layout.query_vectors(v, 2), model.search_head.without_song(v))
         result = search(ix, str(files[2]), lambda: model, k=4)
+        by_id = search(ix, result.hits[0].song_id, lambda: model, k=3)
     assert len(result.hits) == 4 and result.hits[0].song_id.endswith(files[2].stem)
+    assert result.hits[0].distance < 1e-4 and result.hits[0].same_content  # itself, at distance 0
+    assert len(by_id.hits) == 3 and result.hits[0].song_id not in [h.song_id for h in by_id.hits]

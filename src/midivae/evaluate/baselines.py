@@ -240,6 +240,9 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     def embed(phrases: np.ndarray) -> np.ndarray:
         return search_vectors(enc.encode(phrases)[0], phrases)
 
+    def several_embed(phrases: np.ndarray) -> np.ndarray:
+        return head.without_song(embed(phrases))
+
     def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mu, logvar = enc.encode(phrases)
         mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
@@ -268,6 +271,7 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
                + f"), cosine; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
+        several_embed=several_embed if head.song_dims else None,
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
 
 

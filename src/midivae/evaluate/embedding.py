@@ -52,6 +52,10 @@ class Embedding:
     #: trailing columns that are fingerprint signatures, and their weight in the shortlist's ranking
     signature_dims: int = 0
     fp_weight: float = 0.0
+    #: where it differs from ``embed``: the embedding a query of several phrases (a whole file) is
+    #: searched in, query and index side (a model's search vectors without their song part, see
+    #: midivae.search_space)
+    several_embed: EmbedFn | None = None
 
     def prepare(self, vectors: np.ndarray | sp.spmatrix) -> Prepared:
         """The vectors ready for this embedding's search (see :func:`~midivae.evaluate.metrics.prepare`)."""

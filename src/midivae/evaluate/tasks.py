@@ -9,7 +9,7 @@ Each function returns a flat dict of floats and counts, ready for ``metrics.json
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -402,7 +402,9 @@ def version_identification(
     Song-distance rule: the mean, over the query's phrases, of the distance to the nearest
     phrase of the candidate file (every query phrase must find a match somewhere in the
     candidate, wherever it sits). A two-stage search scores exactly the files that appear in a
-    query phrase's shortlist, and ranks the rest after them. Hit@k and MRR of the first other
+    query phrase's shortlist, and ranks the rest after them. A query file of several phrases is
+    searched in the embedding's space for such queries where it has one (``several_embed``, both
+    sides: a model's search vectors without their song part). Hit@k and MRR of the first other
     version, ties in expectation.
     ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
     """
@@ -418,6 +420,13 @@ def version_identification(
     ends = np.append(flat.starts[1:], len(flat))
     qrows = np.concatenate([np.arange(flat.starts[i], ends[i]) for i in query_files])
     qlen = ends[query_files] - flat.starts[query_files]
+    # the files are searched in one space per query: a query file of several phrases in the space
+    # the embedding searches several phrases in, where it has one (a model: without its song part)
+    spaces = [(x, np.arange(len(qrows)))]
+    if emb.several_embed is not None:
+        several = np.repeat(qlen > 1, qlen)
+        x_several = emb.prepare(embed_flat(replace(emb, embed=emb.several_embed), flat))
+        spaces = [(x, np.nonzero(~several)[0]), (x_several, np.nonzero(several)[0])]
     # nearest-phrase distance of every query phrase to every file, in chunks of query phrases;
     # two-stage: also by the coarse part, and whether the file is in the phrase's shortlist
     near = np.empty((len(qrows), len(songs)))
@@ -425,20 +434,22 @@ def version_identification(
     near_coarse = np.empty_like(near) if staged else near
     listed = np.zeros(near.shape, dtype=bool) if staged else None
     tol_rows = np.empty(len(qrows))
-    for a in range(0, len(qrows), QUERY_CHUNK):
-        q = take(x, qrows[a : a + QUERY_CHUNK])
-        stages = two_stage(q, x)
-        if stages is None:
-            near[a : a + QUERY_CHUNK] = group_min(pairwise(q, x), flat.starts)
-            if listed is not None:  # a shortlist as long as the index: every file listed
-                near_coarse[a : a + QUERY_CHUNK] = near[a : a + QUERY_CHUNK]
-                listed[a : a + QUERY_CHUNK] = True
-        else:
-            fine, rough, kept = stages
-            near[a : a + QUERY_CHUNK] = group_min(fine, flat.starts)
-            near_coarse[a : a + QUERY_CHUNK] = group_min(rough, flat.starts)
-            listed[a : a + QUERY_CHUNK] = np.logical_or.reduceat(kept, flat.starts, axis=1)
-        tol_rows[a : a + QUERY_CHUNK] = tie_tolerance(q, x)
+    for space, positions in spaces:
+        for a in range(0, len(positions), QUERY_CHUNK):
+            at = positions[a : a + QUERY_CHUNK]
+            q = take(space, qrows[at])
+            stages = two_stage(q, space)
+            if stages is None:
+                near[at] = group_min(pairwise(q, space), flat.starts)
+                if listed is not None:  # a shortlist as long as the index: every file listed
+                    near_coarse[at] = near[at]
+                    listed[at] = True
+            else:
+                fine, rough, kept = stages
+                near[at] = group_min(fine, flat.starts)
+                near_coarse[at] = group_min(rough, flat.starts)
+                listed[at] = np.logical_or.reduceat(kept, flat.starts, axis=1)
+            tol_rows[at] = tie_tolerance(q, space)
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
     file_d = np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]  # (query files, files)
     if staged:

@@ -10,13 +10,14 @@ floor for what the learnt model must beat.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_BAR
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.index.base import Encoder
+from midivae.search_space import decode_axes, encode_axes, without_song_part
 
 BUILTIN_PREFIX = "builtin:"
 BAR_PROFILE = "builtin:bar-profile"
@@ -96,6 +97,14 @@ class SearchLayout:
     fp_weight: float = 0.0
     #: the model's latent size (shown by ``index info``; 0: ``song_dims``)
     latent_dim: int = 0
+    #: ``(song_dims, latent_dim)`` where the content block holds a song part: what takes it out of
+    #: a query of several phrases (midivae.search_space); None: no song part
+    mean_axes: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def query_vectors(self, vectors: np.ndarray, n_phrases: int) -> np.ndarray:
+        """The vectors a query of ``n_phrases`` phrases is searched with: a query of several
+        phrases without the song part (midivae.search_space), a one-phrase query as it is."""
+        return without_song_part(vectors, self.mean_axes) if n_phrases > 1 else vectors
 
     def to_meta(self) -> dict[str, str]:
         """The layout as an index catalogue's meta entries (:meth:`from_meta` reads them back)."""
@@ -103,16 +112,19 @@ class SearchLayout:
         return {"latent_dim": str(self.width), "coarse_dims": str(self.coarse_dims), "shortlist": str(self.shortlist),
                 "song_dims": str(song_dims), "search_id": self.search_id,
                 "model_latent_dim": str(self.latent_dim or song_dims),
-                "signature_dims": str(self.signature_dims), "fp_weight": repr(self.fp_weight)}
+                "signature_dims": str(self.signature_dims), "fp_weight": repr(self.fp_weight),
+                **({"mean_axes": encode_axes(self.mean_axes)} if self.mean_axes is not None else {})}
 
     @classmethod
     def from_meta(cls, meta: dict[str, str]) -> "SearchLayout":
         """The layout an index was built with (an index from before search heads: the plain one)."""
         width = int(meta["latent_dim"])
         song_dims = int(meta.get("song_dims", width))
+        latent = int(meta.get("model_latent_dim", song_dims))
+        axes = decode_axes(meta["mean_axes"], song_dims, latent) if meta.get("mean_axes") else None
         return cls(width, int(meta.get("coarse_dims", 0)), int(meta.get("shortlist", 0)), song_dims,
                    meta.get("search_id", ""), int(meta.get("signature_dims", 0)), float(meta.get("fp_weight", 0.0)),
-                   int(meta.get("model_latent_dim", song_dims)))
+                   latent, axes)
 
 
 def search_layout(encoder: Encoder) -> SearchLayout:
@@ -121,7 +133,7 @@ def search_layout(encoder: Encoder) -> SearchLayout:
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
                         head.content_dims, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
-                        float(head.fingerprint_weight), int(encoder.latent_dim))
+                        float(head.fingerprint_weight), int(encoder.latent_dim), head.mean_axes)
 
 
 def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str) -> np.ndarray:

@@ -9,6 +9,12 @@ shipped model, song Hit@1 mean 0.978 vs nearest 0.970 (0.939 vs 0.939 on raw pia
 built-in bar-profile encoder preferred nearest, 0.960 vs 0.943). For a one-phrase query the two
 rules are the same.
 
+A query of several phrases is scored without the search head's song part (where the model has
+one; ``midivae.search_space``), on both sides: each of its phrases finds its own match, and the
+song part, which tells one transcription's phrases from other files, would push other
+transcriptions of the same song away. A one-phrase query keeps it (it finds the song of an
+excerpt with new material). Candidates still come from the stored coarse vectors.
+
 How: every query phrase retrieves its ``candidates`` nearest phrases from the vector index
 (exact or approximate); the songs they belong to are the candidates, and each candidate is then
 scored *exactly* against all of its stored phrase vectors, so approximate search only decides
@@ -229,7 +235,9 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     cols = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
     query, query_sig = index.split_signatures(flat)
     vids = table.vector_ids[cols]
-    stored, stored_sig = index.split_signatures(index.search_vectors(vids))
+    # a query of several phrases is scored without the song part, on both sides
+    stored = index.layout.query_vectors(index.search_vectors(vids), len(flat) // n_shifts)
+    stored, stored_sig = index.split_signatures(stored)
     dist = pairwise_distances(query, stored, index.metric)
     if query_sig is not None and shortlists is not None:
         dist = fingerprint_term(dist, vids, shortlists, query_sig, stored_sig, index.fp_weight)
@@ -266,7 +274,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     n_shifts, n_q, dim = query.vectors.shape
     if n_q == 0 or len(index.phrases) == 0 or k <= 0:
         return []
-    flat = query.vectors.reshape(-1, dim)
+    flat = index.layout.query_vectors(query.vectors, n_q).reshape(-1, dim)  # several phrases: no song part
     exclude = index.song(query.exclude_song_id).song_key if query.exclude_song_id else -1
     n_songs = len(index.songs) - (exclude >= 0)
     kk = min(len(index.phrases), max(candidates or max(4 * k, 32), index.shortlist))

@@ -83,6 +83,21 @@ class SearchHead:
     def song_dims(self) -> int:
         return 0 if self.song_projection is None else int(self.song_projection.shape[1])
 
+    @property
+    def mean_axes(self) -> np.ndarray | None:
+        """``(content, latent)``: the rotation's columns of the unit-mean coordinates (None without
+        a song projection); see :func:`midivae.search_space.without_song_part`."""
+        if self.song_projection is None:
+            return None
+        return np.ascontiguousarray(self.basis[:, : self.content_dims - self.song_dims])
+
+    def without_song(self, vectors: np.ndarray) -> np.ndarray:
+        """Search vectors with the song part taken out: what a query of several phrases is searched
+        with (midivae.search_space)."""
+        from midivae.search_space import without_song_part
+
+        return without_song_part(vectors, self.mean_axes)
+
     def vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray | None = None) -> np.ndarray:
         """Search vectors float32 ``(n, content [+ 4 * k])`` from posterior means and per-bar parts
         (and, for a song projection, the phrases themselves)."""
