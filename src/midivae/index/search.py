@@ -36,7 +36,7 @@ collection" shows as a hit at distance 0.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +196,10 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     """
     if Path(query).is_file():
         encoder = encoder_factory()
-        index.check_encoder(encoder.checkpoint_id, search_layout(encoder).search_id)
+        layout = search_layout(encoder)
+        index.check_encoder(encoder.checkpoint_id, layout.search_id)
+        if index.layout.mean_axes is None and layout.mean_axes is not None:  # an index from before they were kept
+            index.layout = replace(index.layout, mean_axes=layout.mean_axes)
         return query_from_file(query, encoder, bars, any_key)
     if index.catalogue.find(query) is None:
         if Path(query).suffix:
