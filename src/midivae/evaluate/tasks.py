@@ -422,11 +422,13 @@ def version_identification(
     qlen = ends[query_files] - flat.starts[query_files]
     # the files are searched in one space per query: a query file of several phrases in the space
     # the embedding searches several phrases in, where it has one (a model: without its song part)
-    spaces = [(x, np.arange(len(qrows)))]
+    # (the candidates still come from the files' own coarse vectors, as the index finds them)
+    spaces = [(x, x, np.arange(len(qrows)))]
     if emb.several_embed is not None:
         several = np.repeat(qlen > 1, qlen)
         x_several = emb.prepare(embed_flat(replace(emb, embed=emb.several_embed), flat))
-        spaces = [(x, np.nonzero(~several)[0]), (x_several, np.nonzero(several)[0])]
+        spaces = [(x, x, np.nonzero(~several)[0]),
+                  (x_several, replace(x_several, coarse=x.coarse), np.nonzero(several)[0])]
     # nearest-phrase distance of every query phrase to every file, in chunks of query phrases;
     # two-stage: also by the coarse part, and whether the file is in the phrase's shortlist
     near = np.empty((len(qrows), len(songs)))
@@ -434,10 +436,10 @@ def version_identification(
     near_coarse = np.empty_like(near) if staged else near
     listed = np.zeros(near.shape, dtype=bool) if staged else None
     tol_rows = np.empty(len(qrows))
-    for space, positions in spaces:
+    for query_space, space, positions in spaces:
         for a in range(0, len(positions), QUERY_CHUNK):
             at = positions[a : a + QUERY_CHUNK]
-            q = take(space, qrows[at])
+            q = take(query_space, qrows[at])
             stages = two_stage(q, space)
             if stages is None:
                 near[at] = group_min(pairwise(q, space), flat.starts)
