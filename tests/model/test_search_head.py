@@ -125,7 +125,7 @@ def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(r
     fit_search_head_of(ckpt, packed, train_song=song)
     model = load_model(ckpt)
     head = model.search_head
-    assert head.song_dims == 64 and head.song_weight == SONG_WEIGHT == 0.5 and head.content_dims == 128 + 64
+    assert head.song_dims == 64 and head.song_weight == SONG_WEIGHT and head.content_dims == 128 + 64
     v = model.encode_search(real_phrases)
     assert v.shape == (n, 192 + 4 * 112 + 64) == (n, model.search_dim)
     mu, _, bars = model.encode_with_bars(real_phrases)
@@ -136,7 +136,7 @@ def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(r
     np.testing.assert_allclose(s, project(head.song_projection, head.style_center, head.style_scale, unit,
                                           bar_order(bars), style=phrase_style(real_phrases)))
     # the rotated content's dot product is the mean's cosine plus the weighted song cosine
-    np.testing.assert_allclose(v[:, :192] @ v[:, :192].T, unit @ unit.T + 0.5 * s @ s.T, atol=1e-4)
+    np.testing.assert_allclose(v[:, :192] @ v[:, :192].T, unit @ unit.T + SONG_WEIGHT * s @ s.T, atol=1e-4)
     # on its training phrases, a phrase's song part is nearer its own song's than another's
     label = np.arange(n) * 4 // n
     sim = s @ s.T

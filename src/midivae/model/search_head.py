@@ -31,9 +31,10 @@ import numpy as np
 from midivae.errors import CheckpointError
 
 SEARCH_FILE = "search.safetensors"
-#: weight of the song projection's cosine beside the posterior mean's (docs/model_selection.md,
-#: "Song projection": 1 searches excerpts best, less keeps more of other transcriptions)
-SONG_WEIGHT = 0.5
+#: weight of the song projection's cosine beside the posterior mean's for one-phrase queries
+#: (docs/model_selection.md, "Song projection" and "Queries of several phrases": 1 searches
+#: excerpts best; queries of several phrases are scored without the song part at any weight)
+SONG_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
