@@ -189,6 +189,15 @@ def test_an_index_of_the_shipped_model_finds_a_song_by_its_own_file(data_dir, tm
         np.testing.assert_allclose(ix.layout.query_vectors(v, 2), model.search_head.without_song(v))
         result = search(ix, str(files[2]), lambda: model, k=4)
         by_id = search(ix, result.hits[0].song_id, lambda: model, k=3)
+        # the axes round-trip through the catalogue meta; damaged ones are refused as the index's error
+        from midivae.errors import VectorIndexError
+        from midivae.index.encoders import SearchLayout
+
+        meta = ix.layout.to_meta()
+        np.testing.assert_array_equal(SearchLayout.from_meta(meta).mean_axes, ix.layout.mean_axes)
+        for bad in ("not base64!", meta["mean_axes"][:-8]):
+            with pytest.raises(VectorIndexError, match="mean axes"):
+                SearchLayout.from_meta({**meta, "mean_axes": bad})
         # an index from before the axes were kept takes them from the model of a file query
         from dataclasses import replace
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_BAR
-from midivae.errors import CheckpointError, InvalidInputError
+from midivae.errors import CheckpointError, InvalidInputError, VectorIndexError
 from midivae.index.base import Encoder
 from midivae.search_space import decode_axes, encode_axes, without_song_part
 
@@ -121,7 +121,10 @@ class SearchLayout:
         width = int(meta["latent_dim"])
         song_dims = int(meta.get("song_dims", width))
         latent = int(meta.get("model_latent_dim", song_dims))
-        axes = decode_axes(meta["mean_axes"], song_dims, latent) if meta.get("mean_axes") else None
+        try:
+            axes = decode_axes(meta["mean_axes"], song_dims, latent) if meta.get("mean_axes") else None
+        except ValueError as exc:  # binascii.Error is one
+            raise VectorIndexError(f"the index's catalogue holds bad mean axes ({exc}); rebuild it") from None
         return cls(width, int(meta.get("coarse_dims", 0)), int(meta.get("shortlist", 0)), song_dims,
                    meta.get("search_id", ""), int(meta.get("signature_dims", 0)), float(meta.get("fp_weight", 0.0)),
                    latent, axes)

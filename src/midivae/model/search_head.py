@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from midivae.errors import CheckpointError
+from midivae.search_space import without_song_part
 
 SEARCH_FILE = "search.safetensors"
 #: weight of the song projection's cosine beside the posterior mean's for one-phrase queries
@@ -95,8 +96,6 @@ class SearchHead:
     def without_song(self, vectors: np.ndarray) -> np.ndarray:
         """Search vectors with the song part taken out: what a query of several phrases is searched
         with (midivae.search_space)."""
-        from midivae.search_space import without_song_part
-
         return without_song_part(vectors, self.mean_axes)
 
     def vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray | None = None) -> np.ndarray:
