@@ -180,6 +180,28 @@ def test_hard_versions_change_the_form():
     assert any(d <= -5 * STEPS_PER_BAR for d in diffs) and any(d >= 5 * STEPS_PER_BAR for d in diffs)
 
 
+def test_a_drum_change_leaves_the_drums_out_or_thins_them_and_swaps_cymbals():
+    from midivae.evaluate.versions import _CYMBALS, _change_drums
+
+    track = np.array([0] * 400 + [1] * 100)
+    pitch = np.r_[np.resize([36, 38, 42, 46, 51], 400), np.full(100, 60)]
+    keep = np.ones(500, bool)
+    out = {}
+    for seed in range(12):
+        p, k = _change_drums(track, pitch, keep, np.random.default_rng(seed), 1.0)
+        assert (p[track == 1] == 60).all() and k[track == 1].all()  # pitched notes untouched
+        kept = k[track == 0].sum()
+        out["left out" if kept == 0 else "thinned"] = True
+        if kept:
+            assert 120 < kept < 280  # about half
+            np.testing.assert_array_equal(p[(track == 0) & ~np.isin(pitch, _CYMBALS)], pitch[(track == 0) & ~np.isin(pitch, _CYMBALS)])
+            assert np.isin(p[(track == 0) & np.isin(pitch, _CYMBALS)], _CYMBALS).all()
+    assert out == {"left out": True, "thinned": True}
+    rng = np.random.default_rng(0)
+    p, k = _change_drums(track, pitch, keep, rng, 0.0)
+    assert p is pitch and k is keep and rng.random() == np.random.default_rng(0).random()  # off: no draw
+
+
 def test_basic_versions_are_note_level_only():
     from midivae.evaluate.versions import VERSION_PRESETS
 

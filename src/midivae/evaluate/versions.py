@@ -107,6 +107,7 @@ class AlterConfig:
     p_time_scale: float = 0.0  # written at double time (every step x2) or half time (/2)
     p_cut_section: float = 0.0  # an 8-bar section removed or played twice
     section_bars: int = 8
+    p_drum_change: float = 0.0  # the drum part left out, or thinned to half its notes with its cymbals swapped
 
 
 #: ``basic``: note-level changes only (the default so far); ``hard``: also the form changes.
@@ -143,6 +144,7 @@ def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = Alte
     start, end = start + jitter, end + jitter
     # drop some notes
     keep = rng.random(n) >= cfg.drop_fraction * kinds[4]
+    pitch, keep = _change_drums(track, pitch, keep, rng, cfg.p_drum_change)
     # form changes (off in the basic preset; no random draw when off, so basic stays as it was)
     keep &= _drop_track_mask(track, rng, cfg.p_drop_track)
     idx, start, end = _cut_section(start, end, rng, cfg)
@@ -160,6 +162,25 @@ def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = Alte
     keep &= (pitch >= LOWEST_PITCH) & (pitch < LOWEST_PITCH + N_PITCHES) & (start >= 0)
     out = Notes(track[keep], pitch[keep], start[keep], np.maximum(end[keep], start[keep] + 1), tpq=notes.tpq)
     return notes_to_roll(out)
+
+
+#: cymbals a transcriber may choose between: closed / pedal / open hi-hat, ride, ride bell, crash
+_CYMBALS = np.array([42, 44, 46, 51, 53, 49])
+
+
+def _change_drums(track: np.ndarray, pitch: np.ndarray, keep: np.ndarray, rng: np.random.Generator,
+                  p: float) -> tuple[np.ndarray, np.ndarray]:
+    """With probability ``p``, another drum part: left out (a third of the time), else half of its
+    notes dropped and its cymbals shuffled among themselves (hi-hat written as ride, ...)."""
+    if p <= 0 or rng.random() >= p:
+        return pitch, keep
+    drums = track == DRUMS
+    if rng.random() < 1 / 3:
+        return pitch, keep & ~drums
+    swap = np.arange(128)
+    swap[_CYMBALS] = rng.permutation(_CYMBALS)
+    pitch = np.where(drums & (pitch >= 0) & (pitch < 128), swap[np.clip(pitch, 0, 127)], pitch)
+    return pitch, keep & ~(drums & (rng.random(track.shape) < 0.5))
 
 
 def _drop_track_mask(track: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
