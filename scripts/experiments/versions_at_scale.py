@@ -1,7 +1,7 @@
 """Experiment: version identification among all the store's songs (~2,200 files), not one split.
 
 Every song of the store is written as MIDI; the test split's songs also get a generated
-re-rendering (``hard`` and ``basic`` presets, evaluate.versions): 404 queries among 2,202 files,
+re-rendering (``hard-drums``, ``hard`` and ``basic`` presets, evaluate.versions): 404 queries among 2,202 files,
 closer to the held-out check's ~4,000 files than the report's 302. Model, raw cosine, chroma.
 
     python scripts/experiments/versions_at_scale.py --store /tmp/lpdstore
@@ -36,7 +36,7 @@ def main() -> None:
     rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "validation", None))
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     t = time.time()
-    for preset in ("hard", "basic"):
+    for preset in ("hard-drums", "hard", "basic"):
         folder = tmp / preset
         vs = load_versions(folder, make_version_folder(test + rest, folder, n_versioned=len(test), seed=0,
                                                        cfg=VERSION_PRESETS[preset]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from midivae.cli.common import quiet_option
+from midivae.evaluate.versions import DEFAULT_PRESET, VERSION_PRESETS
 
 
 def register(main: click.Group) -> None:
@@ -39,9 +40,11 @@ def register(main: click.Group) -> None:
               help="CSV file,song of a folder of MIDI versions (default: a folder generated from the evaluated songs).")
 @click.option("--versions-dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="Folder of the version files (default: the CSV's folder).")
-@click.option("--versions-preset", type=click.Choice(["basic", "hard"]), default="hard", show_default=True,
+@click.option("--versions-preset", type=click.Choice(list(VERSION_PRESETS)), default=DEFAULT_PRESET,
+              show_default=True,
               help="How generated versions differ from their song: basic = note-level changes; hard = also bar "
-                   "lines on another beat, a part left out, double/half time, a section cut or repeated.")
+                   "lines on another beat, a part left out, double/half time, a section cut or repeated; "
+                   "hard-drums = also another drum part (left out, or thinned with its cymbals swapped) half the time.")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="AllMusic id_list_*.txt folder (default: $MIDIVAE_DATA/lpd5/labels/amg).")
 @click.option("--robustness-queries", type=int, default=1000, show_default=True, help="Sampled phrases altered per alteration.")

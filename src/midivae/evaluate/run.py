@@ -23,6 +23,7 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
 from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
 from midivae.evaluate.embedding import Embedding
+from midivae.evaluate.versions import DEFAULT_PRESET
 
 TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
 DEFAULT_LATENT_DIM = 64
@@ -44,7 +45,7 @@ class EvalConfig:
     versions_csv: Path | None = None
     versions_dir: Path | None = None
     versioned_songs: int = 100
-    versions_preset: str = "hard"  # how generated versions differ (midivae.evaluate.versions.VERSION_PRESETS)
+    versions_preset: str = DEFAULT_PRESET  # how generated versions differ (midivae.evaluate.versions.VERSION_PRESETS)
     labels_dir: Path | None = None
     protocol_songs: int = T.ORIGINAL_PROTOCOL_SONGS
     robustness_queries: int = 1000
@@ -218,7 +219,9 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
                 "the rest are distractors. These re-renderings use note-level changes (transposition, re-voicing, "
                 "dropped notes, a moved track, jitter, a bar offset) that a model may have been trained to ignore"
                 + (", and form changes (bar lines on another beat, a part left out, double or half time, a section "
-                   "cut or repeated)" if cfg.versions_preset == "hard" else "")
+                   "cut or repeated)" if cfg.versions_preset.startswith("hard") else "")
+                + (", and half the time another drum part (left out, or thinned with its cymbals swapped)"
+                   if cfg.versions_preset == "hard-drums" else "")
                 + ", so they can flatter a model; real transcriptions (--versions-csv) are the real test")
     log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
     return vs, note
