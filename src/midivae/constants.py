@@ -36,4 +36,8 @@ LPD_N_PITCHES = 128
 
 DEFAULT_TEMPO = 120.0
 
+#: General MIDI drum pitches a transcriber may choose between for one pattern: closed, pedal and
+#: open hi-hat, ride, ride bell, crash (generated versions and the training views swap them)
+CYMBALS: tuple[int, ...] = (42, 44, 46, 51, 53, 49)
+
 MIDI_SUFFIXES: tuple[str, ...] = (".mid", ".midi", ".kar")

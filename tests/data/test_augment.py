@@ -92,6 +92,31 @@ def test_move_and_drop_track(x: torch.Tensor) -> None:
     assert torch.equal(A.drop_track(x, -1), x)
 
 
+def test_drum_change_leaves_drums_out_or_thins_them_and_swaps_cymbals() -> None:
+    from midivae.constants import CYMBALS, LOWEST_PITCH
+
+    hat, kick = 42 - LOWEST_PITCH, 36 - LOWEST_PITCH
+    notes = [(DRUMS, hat, t, t + 1) for t in range(0, 192, 6)] + [(DRUMS, kick, t, t + 1) for t in range(0, 192, 24)]
+    x = _phrase_with_notes(notes + [(PIANO, 40, 0, 96)]).repeat(24, 1, 1, 1, 1)
+    c = A.to_cells(x)
+    out = A._change_drums(c, np.ones(24, bool), np.random.default_rng(0))
+    y = A.to_dense(out, x.dtype)
+    assert torch.equal(y[..., PIANO], x[..., PIANO])  # pitched tracks untouched
+    drum_notes = y[..., DRUMS].reshape(24, -1).sum(dim=1)
+    left_out, thinned = drum_notes == 0, drum_notes > 0
+    assert left_out.any() and thinned.any()
+    assert ((drum_notes[thinned] > 0.2 * len(notes)) & (drum_notes[thinned] < 0.8 * len(notes))).all()
+    cymbals = set(np.asarray(CYMBALS) - LOWEST_PITCH)
+    hats = y[..., DRUMS].reshape(24, -1, N_PITCHES).sum(dim=1)  # (sample, pitch) hit counts
+    for s in np.flatnonzero(thinned.numpy()):
+        used = set(np.flatnonzero(hats[s].numpy()))
+        assert used - {kick} <= cymbals and len(used - {kick}) == 1  # the hi-hat became one cymbal
+    assert {int(np.flatnonzero(hats[s].numpy() * (np.arange(N_PITCHES) != kick))[0])
+            for s in np.flatnonzero(thinned.numpy())} != {hat}  # swapped somewhere
+    same = A._change_drums(c, np.zeros(24, bool), np.random.default_rng(0))
+    assert same is c
+
+
 def test_octave_shift_moves_one_track(x: torch.Tensor) -> None:
     y = A.octave_shift(x, PIANO, 1)
     assert (0, 0, 48, PIANO) in _cells(y)

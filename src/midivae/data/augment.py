@@ -24,6 +24,9 @@ from torch import Tensor
 
 from midivae.constants import (
     BARS_PER_PHRASE,
+    CYMBALS,
+    DRUMS,
+    LOWEST_PITCH,
     N_PITCHES,
     N_TRACKS,
     PHRASE_SHAPE,
@@ -158,6 +161,24 @@ def _drop_track(c: Cells, track) -> Cells:
     return c.keep(c.track != _per_sample(track, c.n)[c.sample])
 
 
+def _change_drums(c: Cells, selected: np.ndarray, rng: np.random.Generator) -> Cells:
+    """In the ``selected`` samples, another drum part: left out (a third of them), else half of
+    its notes dropped and its cymbals permuted among themselves (one permutation per sample)."""
+    if c.sample.size == 0 or not selected.any():
+        return c
+    left_out = selected & (rng.random(c.n) < 1 / 3)
+    thinned = selected & ~left_out
+    drums = c.track == DRUMS
+    ids, n_notes = note_ids(c)
+    drop_note = rng.random(n_notes) < 0.5
+    keep = ~(drums & (left_out[c.sample] | (thinned[c.sample] & drop_note[ids])))
+    cymbals = np.asarray(CYMBALS) - LOWEST_PITCH
+    lut = np.tile(np.arange(N_PITCHES), (c.n, 1))  # per-sample pitch map
+    lut[:, cymbals] = cymbals[np.argsort(rng.random((c.n, cymbals.size)), axis=1)]
+    c = c.keep(keep)
+    return c.replace(pitch=np.where((c.track == DRUMS) & thinned[c.sample], lut[c.sample, c.pitch], c.pitch))
+
+
 def _octave_shift(c: Cells, track, octaves) -> Cells:
     """One track per sample moved by whole octaves (a voicing change); others kept."""
     tr, o = _per_sample(track, c.n)[c.sample], _per_sample(octaves, c.n)[c.sample]
@@ -211,6 +232,9 @@ class AugmentConfig:
     p_jitter: float = 0.15
     max_jitter: int = 2
     p_bar_roll: float = 0.5
+    #: another drum part: left out a third of the time, else half its notes dropped and its
+    #: cymbals swapped among themselves (as two transcriptions of one song differ)
+    p_drum_change: float = 0.0
 
 
 def random_view(x, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> Tensor:
@@ -244,6 +268,8 @@ def random_cells(c: Cells, rng: np.random.Generator, cfg: AugmentConfig = Augmen
         tr = (rng.random((n, N_TRACKS)) * present).argmax(axis=1)
         ok = pick(cfg.p_drop_track) & (present.sum(axis=1) >= 2)
         c = _drop_track(c, np.where(ok, tr, -1))
+    if cfg.p_drum_change > 0:
+        c = _change_drums(c, pick(cfg.p_drum_change), rng)
     if cfg.p_jitter > 0 and cfg.max_jitter > 0:
         sel = pick(cfg.p_jitter)
         shifts = rng.integers(-cfg.max_jitter, cfg.max_jitter + 1, (n, N_TRACKS)) * sel[:, None]

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from midivae.constants import DRUMS, MIDI_SUFFIXES, N_PITCHES, LOWEST_PITCH, PITCHED_TRACKS, STEPS_PER_BAR
+from midivae.constants import CYMBALS, DRUMS, MIDI_SUFFIXES, N_PITCHES, LOWEST_PITCH, PITCHED_TRACKS, STEPS_PER_BAR
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
 from midivae.evaluate.data import SongPhrases, find_files, read_song_file
 from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
@@ -170,8 +170,7 @@ def rerender(roll: np.ndarray, rng: np.random.Generator, cfg: AlterConfig = Alte
     return notes_to_roll(out)
 
 
-#: cymbals a transcriber may choose between: closed / pedal / open hi-hat, ride, ride bell, crash
-_CYMBALS = np.array([42, 44, 46, 51, 53, 49])
+_CYMBALS = np.array(CYMBALS)
 
 
 def _change_drums(track: np.ndarray, pitch: np.ndarray, keep: np.ndarray, rng: np.random.Generator,

@@ -110,6 +110,7 @@ class RetrievalConfig:
     p_octave: float = 0.15
     p_jitter: float = 0.15
     p_bar_roll: float = 0.5
+    p_drum_change: float = 0.0
 
     @property
     def content_dim(self) -> int:
@@ -122,7 +123,7 @@ class RetrievalConfig:
             p_drop_notes=self.p_drop_notes, max_drop_rate=self.max_drop_rate,
             p_time_shift=self.p_time_shift, max_time_shift=self.max_time_shift,
             p_move_track=self.p_move_track, p_drop_track=self.p_drop_track, p_octave=self.p_octave,
-            p_jitter=self.p_jitter, p_bar_roll=self.p_bar_roll,
+            p_jitter=self.p_jitter, p_bar_roll=self.p_bar_roll, p_drum_change=self.p_drum_change,
         )
 
 
