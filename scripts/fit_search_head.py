@@ -6,18 +6,20 @@ checkpoint, e.g. the shipped one after a change to the search head:
     python scripts/fit_search_head.py --store /tmp/lpdstore --checkpoint src/midivae/pretrained
 
 The settings (bar weight, coarse dims, shortlist, fingerprints) are kept from the checkpoint's
-current head; the song weight is `--song-weight` (default midivae.model.search_head.SONG_WEIGHT).
+current head (a checkpoint without one gets the defaults `midivae train` fits); the song weight is
+`--song-weight` (default midivae.model.search_head.SONG_WEIGHT).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 import midivae
 from midivae.data.store import PhraseStore
-from midivae.model.search_head import SONG_WEIGHT
+from midivae.model.search_head import SEARCH_FILE, SONG_WEIGHT
 from midivae.model.train import fit_search_head_of
 
 
@@ -28,7 +30,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--song-weight", type=float, default=SONG_WEIGHT)
     args = ap.parse_args()
-    settings = midivae.load_model(args.checkpoint).search_head.settings()
+    has_head = (Path(args.checkpoint) / SEARCH_FILE).is_file()
+    settings = midivae.load_model(args.checkpoint).search_head.settings() if has_head else {}
     settings.pop("song_weight", None)
     store = PhraseStore.open(args.store)
     try:
