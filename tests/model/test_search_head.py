@@ -207,3 +207,13 @@ def test_an_index_of_the_shipped_model_finds_a_song_by_its_own_file(data_dir, tm
     assert len(result.hits) == 4 and result.hits[0].song_id.endswith(files[2].stem)
     assert result.hits[0].distance < 1e-4 and result.hits[0].same_content  # itself, at distance 0
     assert len(by_id.hits) == 3 and result.hits[0].song_id not in [h.song_id for h in by_id.hits]
+
+
+def test_the_rotation_is_square_and_orthonormal_for_few_or_many_rows():
+    from midivae.model.search_head import fit_basis
+
+    rng = np.random.default_rng(0)
+    for n in (150, 400):  # fewer rows than content dims (192), and more
+        basis = fit_basis(rng.standard_normal((n, 128)), rng.standard_normal((n, 64)))
+        assert basis.shape == (192, 192)
+        np.testing.assert_allclose(basis @ basis.T, np.eye(192), atol=1e-5)

@@ -152,7 +152,9 @@ def fit_basis(mu: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
     with ``extra`` content columns (the weighted song projection) beside them."""
     unit = unit_rows(np.asarray(mu, dtype=np.float64))
     content = unit if extra is None else np.concatenate([unit, np.asarray(extra, np.float64)], axis=1)
-    _, _, vt = np.linalg.svd(content, full_matrices=True)
+    # only the (d, d) right factor is needed: the full left one is n x n (7.5 GB at 30,700 rows);
+    # fewer rows than dims still need every axis
+    _, _, vt = np.linalg.svd(content, full_matrices=content.shape[0] < content.shape[1])
     return vt.astype(np.float32)
 
 
