@@ -22,7 +22,7 @@ import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, model_embedding
 from midivae.evaluate.data import load_store_split, pick
-from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+from midivae.evaluate.versions import VERSION_PRESETS, generated_versions
 
 NAMES = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar", "transpose_up_2", "transpose_down_3")
 
@@ -39,8 +39,7 @@ def main() -> None:
     val = load_store_split(args.store, "validation", None)
     queries = T.altered_queries(val, 1000, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
-    versions = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
-                                                      cfg=VERSION_PRESETS["hard"]))
+    versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
     for spec in args.settings:
         hashes, weight = spec.split(":")
         model._search_head = dataclasses.replace(base, fingerprint_hashes=int(hashes), fingerprint_weight=float(weight))

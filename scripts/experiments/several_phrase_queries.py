@@ -26,7 +26,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.data import flatten, load_store_split, pick
-from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
 DISTRACTORS = 800
 
@@ -97,8 +97,7 @@ def main() -> None:
     val = load_store_split(args.store, "validation", None)
     train = load_store_split(args.store, "train", None)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
-    generated = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
-                                                       cfg=VERSION_PRESETS["hard"]))
+    generated = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
     print("| queries (Hit@1 / MRR) | song part kept | song-free query | song-free both sides |")
     print("|---|---|---|---|")
     print("| generated hard versions, validation |", " | ".join(versions_row(generated)), "|", flush=True)

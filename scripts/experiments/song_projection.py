@@ -30,7 +30,7 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, model_embedding
 from midivae.evaluate.data import flatten, load_store_split, pick
 from midivae.evaluate.metrics import group_min, pairwise, rank_of_target, take, tie_tolerance
-from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 from midivae.model.search_head import SongFit, fit_search_head
 
 NAMES = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar", "transpose_up_2", "transpose_down_3")
@@ -118,8 +118,7 @@ def main() -> None:
     mu, fit = song_fit_of(model, train[args.fit_from :], altered=args.altered)
     queries = T.altered_queries(val, 1000, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
-    versions = load_versions(tmp, make_version_folder(pick(val, None, 0), tmp, n_versioned=100, seed=0,
-                                                      cfg=VERSION_PRESETS["hard"]))
+    versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
     real = load_versions(args.real_versions.parent, args.real_versions) if args.real_versions else None
     print("| song weight | excerpt at scale Hit@1 / MRR | excerpt Hit@1 / MRR | phrase Hit@1 drop20 / shift6 / p->g / +2 / -3"
           " | worst song Hit@1 | versions Hit@1 / MRR |" + (" real versions Hit@1 / MRR |" if real else ""))

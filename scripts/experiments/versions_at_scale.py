@@ -22,7 +22,7 @@ import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, chroma, model_embedding, raw
 from midivae.evaluate.data import load_store_split
-from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+from midivae.evaluate.versions import VERSION_PRESETS, generated_versions
 
 
 def main() -> None:
@@ -38,8 +38,7 @@ def main() -> None:
     t = time.time()
     for preset in ("hard-drums", "hard", "basic"):
         folder = tmp / preset
-        vs = load_versions(folder, make_version_folder(test + rest, folder, n_versioned=len(test), seed=0,
-                                                       cfg=VERSION_PRESETS[preset]))
+        vs = generated_versions(test + rest, folder, len(test), 0, VERSION_PRESETS[preset])
         print(f"{preset}: {len(vs.songs)} files, {vs.n_queries} queries ({time.time() - t:.0f} s)", flush=True)
         for name, emb in (("model", model_embedding(model, "model", "cosine", CachedEncoder(model))),
                           ("raw_cosine", raw(True)), ("chroma", chroma())):

@@ -126,7 +126,7 @@ def test_version_identification_searches_files_with_several_embed(make_songs):
 
 
 def test_version_folder_round_trip(make_songs, tmp_path):
-    from midivae.evaluate.versions import load_versions, make_version_folder
+    from midivae.evaluate.versions import generated_versions, load_versions, make_version_folder
 
     songs = make_songs(4, half=2, seed=5)
     csv_path = make_version_folder(songs, tmp_path, n_versioned=2, seed=1)
@@ -135,6 +135,8 @@ def test_version_folder_round_trip(make_songs, tmp_path):
     by_name = {s.song_id: s for s in vs.songs}
     assert not np.array_equal(by_name["song00.mid"].packed, by_name["song00__v2.mid"].packed[: len(by_name["song00.mid"])])
     assert np.array_equal(by_name["song03.mid"].phrases, songs[3].phrases)
+    again = generated_versions(songs, tmp_path / "again", 2, 1)  # the same folder, read back in one call
+    assert again.group == vs.group and all(np.array_equal(a.packed, b.packed) for a, b in zip(again.songs, vs.songs))
 
 
 def _song_roll(seed: int = 0, bars: int = 32) -> np.ndarray:

@@ -201,7 +201,7 @@ def _song_subset_vectors(songs, vecs, labels):
 
 
 def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
-    from midivae.evaluate.versions import VERSION_PRESETS, load_versions, make_version_folder
+    from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
     if cfg.versions_csv is not None:
         folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
@@ -211,9 +211,7 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
         tmp_dirs.append(tmp)
         chosen = pick(songs, None, cfg.seed)
-        csv_path = make_version_folder(chosen, tmp, n_versioned=cfg.versioned_songs, seed=cfg.seed,
-                                       cfg=VERSION_PRESETS[cfg.versions_preset])
-        vs = load_versions(tmp, csv_path)
+        vs = generated_versions(chosen, tmp, cfg.versioned_songs, cfg.seed, VERSION_PRESETS[cfg.versions_preset])
         note = (f"generated: every evaluated song written as MIDI; the first {min(cfg.versioned_songs, len(songs))} "
                 f"also as an independently altered re-rendering (preset `{cfg.versions_preset}`, see versions.py); "
                 "the rest are distractors. These re-renderings use note-level changes (transposition, re-voicing, "

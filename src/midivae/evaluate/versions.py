@@ -255,6 +255,17 @@ def make_version_folder(
     return csv_path
 
 
+def generated_versions(
+    songs: Sequence[SongPhrases],
+    folder: Path,
+    n_versioned: int | None = None,
+    seed: int = 0,
+    cfg: AlterConfig = AlterConfig(),
+) -> VersionSet:
+    """:func:`make_version_folder` into ``folder``, read back as a :class:`VersionSet`."""
+    return load_versions(folder, make_version_folder(songs, folder, n_versioned, seed, cfg))
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
 
