@@ -602,12 +602,13 @@ def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, di
         n = sim.size
         short = np.argpartition(sim, n - shortlist)[n - shortlist :] if shortlist < n else np.arange(n)
         rest = None
-    dot = fine[short] @ q
-    dist = fine_sq[short] - 2.0 * dot if distance == "euclidean" else -dot  # same order as the distance
+    dot = fine.take(short, axis=0) @ q  # take: a faster gather than fancy indexing
+    dist = fine_sq.take(short) - 2.0 * dot if distance == "euclidean" else -dot  # same order as the distance
     if fingerprints is not None:
         signatures, signature, weight = fingerprints
         if signature[0] >= 0:  # a phrase without landmarks matches nothing: the same term for all
-            dist = dist - (weight / signature.size) * (signatures.take(short, axis=0) == signature).sum(axis=1)
+            same = (signatures.take(short, axis=0) == signature).sum(axis=1, dtype=np.float32)
+            dist -= np.float32(weight / signature.size) * same
     ranked = short[np.argsort(dist, kind="stable")]
     return ranked[:k] if rest is None else np.concatenate([ranked, rest])
 
