@@ -305,3 +305,17 @@ def test_scans_find_the_exact_nearest():
         got = two_stage_top_k(coarse, px.vectors, px.sq_norms, "cosine", 30, pq.coarse.vectors[i], pq.vectors[i], 20,
                               (px.signatures, pq.signatures[i], 0.2))
         assert list(got) == list(np.argsort(d[i], kind="stable")[:20])
+
+
+def test_timing_passes_fill_the_minimum_time():
+    """Every method is sampled over the same stretch of time: passes go on past the minimum count."""
+    import time
+
+    from midivae.evaluate.tasks import _seconds_per_call
+
+    calls = []
+    fast = _seconds_per_call(lambda i: calls.append(i), 2, repeats=3, min_seconds=0.05)
+    assert len(calls) > 1 + 3 * 2 and fast >= 0  # many more than three passes of two calls
+    calls.clear()
+    slow = _seconds_per_call(lambda i: (calls.append(i), time.sleep(0.03)), 1, repeats=3, min_seconds=0.0)
+    assert len(calls) == 1 + 3 and slow >= 0.03  # the warm-up call, then exactly three passes

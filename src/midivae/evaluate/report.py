@@ -262,7 +262,9 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         L += ["## 7. Cost", "",
               f"Encode rate over 512 phrases (batches of 256, this machine's threads). Query: one query at a time on one thread "
               f"(BLAS limited to one), top-{c.get('query_k', 100)} phrases among all {c['index_phrases']:,} phrases: the mean over "
-              f"{c.get('query_n', 20)} queries in the fastest of {c.get('query_repeats', 1)} passes, after one untimed warm-up query. "
+              f"{c.get('query_n', 20)} queries in the fastest of at least {c.get('query_repeats', 1)} passes"
+              + (f" repeated for at least {c['query_min_seconds']:g} s (every method sampled over the same stretch of time)"
+                 if c.get("query_min_seconds") else "") + ", after one untimed warm-up query. "
               "Every dense method runs the same numpy scan (a matrix-vector product, a partial sort, a sort of the kept), with the "
               "vectors row- or column-major, whichever is faster for it; a two-stage method (see Methods) scans its coarse part "
               "and re-ranks the shortlist by its whole vector; raw and bag-of-bars use a scipy sparse product (their cheapest "
