@@ -697,10 +697,9 @@ def cost(
 
     Query time: one query at a time, top-``QUERY_K`` phrases over every phrase of ``songs`` on one
     thread, mean over ``n_queries`` queries in the fastest of at least ``TIMING_REPEATS`` passes
-    over at least ``TIMING_MIN_SECONDS``: the same
-    numpy scan for every dense method (an exact scan, or the two-stage scan-and-re-rank the
-    embedding's search uses), a scipy sparse product for the sparse ones (and, for them, the
-    dense scan too: ``query_ms_dense``).
+    that take at least ``TIMING_MIN_SECONDS`` together: the same numpy scan for every dense
+    method (an exact scan, or the two-stage scan-and-re-rank the embedding's search uses), a scipy
+    sparse product for the sparse ones (and, for them, the dense scan too: ``query_ms_dense``).
     """
     import time
 
