@@ -1,6 +1,7 @@
 """The whole evaluation renders its report from a real run on a few shared LPD songs."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -48,3 +49,16 @@ def test_cli_rejects_unknown_task(lpd_dir, tmp_path):
 
     res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(tmp_path), "--tasks", "nope"])
     assert res.exit_code != 0 and "unknown" in res.output
+
+
+def test_cli_json_prints_paths_and_targets(lpd_dir, tmp_path):
+    from midivae.cli import main
+
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(out), "--no-model",
+                                    "--tasks", "excerpt", "--baselines", "chroma", "--max-songs", "6",
+                                    "--max-fit-songs", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    assert got["methods"] == ["chroma"] and Path(got["metrics"]).is_file() and Path(got["report"]).is_file()
+    assert got["targets"] == []  # no model row: no target to check

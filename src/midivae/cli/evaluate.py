@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from midivae.cli.common import quiet_option
+from midivae.cli.common import echo_json, json_option, quiet_option
 from midivae.evaluate.versions import DEFAULT_PRESET, VERSION_PRESETS
 
 
@@ -53,8 +53,10 @@ def register(main: click.Group) -> None:
 @click.option("--latent-dim", type=int, default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @quiet_option
+@json_option
 def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
-             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet) -> None:
+             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet,
+             as_json) -> None:
     """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
     bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
     OUT/report.md, OUT/metrics.json and PNG plots."""
@@ -78,6 +80,15 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
         report_path=report_path, split=split_name, extra_models=tuple(compare),
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
-    log = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    log = (lambda s: None) if quiet or as_json else (lambda s: click.echo(s, err=True))
     metrics = run_evaluation(cfg, log)
+    targets = [t for t in metrics.get("targets", []) if t["met"] is not None]
+    if as_json:
+        echo_json({"report": str(out / "report.md"), "metrics": str(out / "metrics.json"),
+                   "methods": list(metrics["methods"]), "seconds": metrics["seconds_total"], "targets": targets})
+        return
     click.echo(f"{out / 'report.md'}  ({len(metrics['methods'])} methods, {metrics['seconds_total']:.0f} s)")
+    if targets:
+        missed = [t["target"] for t in targets if not t["met"]]
+        click.echo(f"targets: {len(targets) - len(missed)} of {len(targets)} met"
+                   + (f"; missed: {'; '.join(missed)}" if missed else ""))
