@@ -31,14 +31,20 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
     assert ex["random"] < ex["raw_cosine"]
 
 
-def test_cli_runs_selected_tasks(lpd_dir, tmp_path):
+def _evaluate_baselines(lpd_dir, out, tasks: str, baselines: str, *extra: str):
+    """``midivae evaluate`` without the model on 6 shared songs; the CLI's result."""
     from midivae.cli import main
 
-    out = tmp_path / "r"
     res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(out), "--no-model",
-                                    "--tasks", "excerpt,cost", "--baselines", "chroma,random", "--max-songs", "6",
-                                    "--max-fit-songs", "2", "--quiet"])
+                                    "--tasks", tasks, "--baselines", baselines, "--max-songs", "6",
+                                    "--max-fit-songs", "2", *extra])
     assert res.exit_code == 0, res.output
+    return res
+
+
+def test_cli_runs_selected_tasks(lpd_dir, tmp_path):
+    out = tmp_path / "r"
+    _evaluate_baselines(lpd_dir, out, "excerpt,cost", "chroma,random", "--quiet")
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["methods"]) == {"chroma", "random"}
     assert "excerpt" in saved["methods"]["chroma"] and "robustness" not in saved["methods"]["chroma"]
@@ -52,13 +58,6 @@ def test_cli_rejects_unknown_task(lpd_dir, tmp_path):
 
 
 def test_cli_json_prints_paths_and_targets(lpd_dir, tmp_path):
-    from midivae.cli import main
-
-    out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(out), "--no-model",
-                                    "--tasks", "excerpt", "--baselines", "chroma", "--max-songs", "6",
-                                    "--max-fit-songs", "2", "--json"])
-    assert res.exit_code == 0, res.output
-    got = json.loads(res.output)
+    got = json.loads(_evaluate_baselines(lpd_dir, tmp_path / "r", "excerpt", "chroma", "--json").output)
     assert got["methods"] == ["chroma"] and Path(got["metrics"]).is_file() and Path(got["report"]).is_file()
     assert got["targets"] == []  # no model row: no target to check
