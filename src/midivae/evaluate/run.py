@@ -211,15 +211,17 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
         tmp_dirs.append(tmp)
         chosen = pick(songs, None, cfg.seed)
-        vs = generated_versions(chosen, tmp, cfg.versioned_songs, cfg.seed, VERSION_PRESETS[cfg.versions_preset])
+        preset = VERSION_PRESETS[cfg.versions_preset]
+        vs = generated_versions(chosen, tmp, cfg.versioned_songs, cfg.seed, preset)
+        changes_form = any((preset.p_beat_shift, preset.p_drop_track, preset.p_time_scale, preset.p_cut_section))
         note = (f"generated: every evaluated song written as MIDI; the first {min(cfg.versioned_songs, len(songs))} "
                 f"also as an independently altered re-rendering (preset `{cfg.versions_preset}`, see versions.py); "
                 "the rest are distractors. These re-renderings use note-level changes (transposition, re-voicing, "
                 "dropped notes, a moved track, jitter, a bar offset) that a model may have been trained to ignore"
                 + (", and form changes (bar lines on another beat, a part left out, double or half time, a section "
-                   "cut or repeated)" if cfg.versions_preset.startswith("hard") else "")
+                   "cut or repeated)" if changes_form else "")
                 + (", and half the time another drum part (left out, or thinned with its cymbals swapped)"
-                   if cfg.versions_preset == "hard-drums" else "")
+                   if preset.p_drum_change > 0 else "")
                 + ", so they can flatter a model; real transcriptions (--versions-csv) are the real test")
     log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
     return vs, note

@@ -16,7 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
-from midivae.constants import CYMBALS, DRUMS, MIDI_SUFFIXES, N_PITCHES, LOWEST_PITCH, PITCHED_TRACKS, STEPS_PER_BAR
+from midivae.constants import (CYMBALS, DRUMS, LOWEST_PITCH, LPD_N_PITCHES, MIDI_SUFFIXES, N_PITCHES, PITCHED_TRACKS,
+                               STEPS_PER_BAR)
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
 from midivae.evaluate.data import SongPhrases, find_files, read_song_file
 from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
@@ -182,9 +183,9 @@ def _change_drums(track: np.ndarray, pitch: np.ndarray, keep: np.ndarray, rng: n
     drums = track == DRUMS
     if rng.random() < 1 / 3:
         return pitch, keep & ~drums
-    swap = np.arange(128)
+    swap = np.arange(LPD_N_PITCHES)  # MIDI pitches
     swap[_CYMBALS] = rng.permutation(_CYMBALS)
-    pitch = np.where(drums & (pitch >= 0) & (pitch < 128), swap[np.clip(pitch, 0, 127)], pitch)
+    pitch = np.where(drums & (pitch >= 0) & (pitch < LPD_N_PITCHES), swap[np.clip(pitch, 0, LPD_N_PITCHES - 1)], pitch)
     return pitch, keep & ~(drums & (rng.random(track.shape) < 0.5))
 
 
