@@ -52,11 +52,14 @@ def register(main: click.Group) -> None:
               help="How many of them the any-key search (12 transpositions per query) runs on.")
 @click.option("--latent-dim", type=int, default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads comparing query chunks against the collection (default: the cores, at most 4; "
+                   "results do not depend on it; timings always run on one).")
 @quiet_option
 @json_option
 def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
-             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, quiet,
-             as_json) -> None:
+             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, threads,
+             quiet, as_json) -> None:
     """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
     bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
     OUT/report.md, OUT/metrics.json and PNG plots."""
@@ -77,7 +80,7 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
         baselines=split(baselines, BASELINE_NAMES), max_songs=max_songs, max_fit_songs=max_fit_songs,
         fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, versions_preset=versions_preset, labels_dir=labels_dir,
         robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
-        report_path=report_path, split=split_name, extra_models=tuple(compare),
+        report_path=report_path, split=split_name, extra_models=tuple(compare), threads=threads,
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     log = (lambda s: None) if quiet or as_json else (lambda s: click.echo(s, err=True))

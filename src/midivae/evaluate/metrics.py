@@ -12,6 +12,7 @@ baselines are 98% empty and 80,640 wide; densifying them would cost gigabytes).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -54,6 +55,12 @@ class Prepared:
 
     def __len__(self) -> int:
         return int(self.vectors.shape[0])
+
+    @cached_property
+    def transposed(self) -> sp.csr_matrix:
+        """The sparse vectors' transpose in CSR, built once: a sparse product converts its right
+        side to CSR, which at ~70,000 rows took a tenth of each query chunk's product."""
+        return sp.csr_matrix(sp.csr_matrix(self.vectors).T)
 
 
 def prepare(vectors: np.ndarray | sp.spmatrix, distance: str, coarse_dims: int = 0, shortlist: int = 0,
@@ -160,8 +167,7 @@ def _pairwise(q: Prepared, x: Prepared) -> np.ndarray:
     qv, xv = q.vectors, x.vectors
     if sp.issparse(qv) or sp.issparse(xv):
         qv = qv if sp.issparse(qv) else sp.csr_matrix(qv)
-        xv = xv if sp.issparse(xv) else sp.csr_matrix(xv)
-        dot = (qv @ xv.T).toarray().astype(np.float64)
+        dot = (qv @ x.transposed).toarray().astype(np.float64)
     else:
         dot = (qv @ xv.T).astype(np.float64)
     if q.distance == "cosine":

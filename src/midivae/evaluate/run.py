@@ -23,6 +23,7 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
 from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
 from midivae.evaluate.embedding import Embedding
+from midivae.evaluate.parallel import threads
 from midivae.evaluate.versions import DEFAULT_PRESET
 
 TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
@@ -57,6 +58,7 @@ class EvalConfig:
     report_path: Path | None = None  # also write the markdown here (links relative to it)
     extra_models: tuple[str, ...] = field(default=())
     split: str = "test"  # the split of a phrase store evaluated
+    threads: int | None = None  # threads for the query chunks (midivae.evaluate.parallel); None: its default
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -126,8 +128,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None)
     tmp_dirs: list[Path] = []
     versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
     try:
-        return _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries,
-                            versions, versions_note, t_start, log)
+        with threads(cfg.threads):
+            return _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries,
+                                versions, versions_note, t_start, log)
     finally:
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)

@@ -10,6 +10,7 @@ Each function returns a flat dict of floats and counts, ready for ``metrics.json
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ from midivae.evaluate.metrics import (
     tie_tolerance,
     two_stage,
 )
+from midivae.evaluate.parallel import map_chunks, one_blas_thread
 
 QUERY_CHUNK = 256
 ORIGINAL_PROTOCOL_SONGS = 1086
@@ -56,17 +58,18 @@ def _song_ranks(
     ``target_song`` is the group position of each query's song, ``target_row`` the index row of
     the phrase it should find.
     """
-    song_stats, row_stats = [], []
-    for i in range(0, len(queries), QUERY_CHUNK):
-        q = take(queries, np.arange(i, min(i + QUERY_CHUNK, len(queries))))
+
+    def ranks(at: np.ndarray):
+        q = take(queries, at)
         d = pairwise(q, index)
         tol = tie_tolerance(q, index)
-        song_stats.append(rank_of_target(group_min(d, starts), target_song[i : i + QUERY_CHUNK], tol))
-        if target_row is not None:
-            row_stats.append(rank_of_target(d, target_row[i : i + QUERY_CHUNK], tol))
-    out = {"song": _concat(song_stats)}
+        song = rank_of_target(group_min(d, starts), target_song[at], tol)
+        return song, (rank_of_target(d, target_row[at], tol) if target_row is not None else None)
+
+    stats = map_chunks(ranks, len(queries), QUERY_CHUNK)
+    out = {"song": _concat([s for s, _ in stats])}
     if target_row is not None:
-        out["phrase"] = _concat(row_stats)
+        out["phrase"] = _concat([r for _, r in stats])
     return out
 
 
@@ -436,22 +439,25 @@ def version_identification(
     near_coarse = np.empty_like(near) if staged else near
     listed = np.zeros(near.shape, dtype=bool) if staged else None
     tol_rows = np.empty(len(qrows))
+
+    def nearest(query_space: Prepared, space: Prepared, positions: np.ndarray, part: np.ndarray) -> None:
+        at = positions[part]  # the rows of ``near`` (and the rest) this chunk fills
+        q = take(query_space, qrows[at])
+        stages = two_stage(q, space)
+        if stages is None:
+            near[at] = group_min(pairwise(q, space), flat.starts)
+            if listed is not None:  # a shortlist as long as the index: every file listed
+                near_coarse[at] = near[at]
+                listed[at] = True
+        else:
+            fine, rough, kept = stages
+            near[at] = group_min(fine, flat.starts)
+            near_coarse[at] = group_min(rough, flat.starts)
+            listed[at] = np.logical_or.reduceat(kept, flat.starts, axis=1)
+        tol_rows[at] = tie_tolerance(q, space)
+
     for query_space, space, positions in spaces:
-        for a in range(0, len(positions), QUERY_CHUNK):
-            at = positions[a : a + QUERY_CHUNK]
-            q = take(query_space, qrows[at])
-            stages = two_stage(q, space)
-            if stages is None:
-                near[at] = group_min(pairwise(q, space), flat.starts)
-                if listed is not None:  # a shortlist as long as the index: every file listed
-                    near_coarse[at] = near[at]
-                    listed[at] = True
-            else:
-                fine, rough, kept = stages
-                near[at] = group_min(fine, flat.starts)
-                near_coarse[at] = group_min(rough, flat.starts)
-                listed[at] = np.logical_or.reduceat(kept, flat.starts, axis=1)
-            tol_rows[at] = tie_tolerance(q, space)
+        map_chunks(partial(nearest, query_space, space, positions), len(positions), QUERY_CHUNK)
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
     file_d = np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]  # (query files, files)
     if staged:
@@ -641,13 +647,6 @@ def dense_scan_ms(index: Prepared, queries: Prepared, n_queries: int = 20) -> fl
 
     with one_blas_thread():
         return _fastest_layout(timed) * 1000 * len(index) / rows
-
-
-def one_blas_thread():
-    """Limit numpy's BLAS to one thread while timing (every method is timed on one thread)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
