@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--songs", type=int, default=1000, help="LPD-5 songs (half of them also re-rendered)")
     ap.add_argument("--methods", default="model,raw_cosine,chroma")
     ap.add_argument("--threads", type=int, default=None, help="the parallel run's threads (default: as evaluate)")
+    ap.add_argument("--tmp", type=Path, default=None, help="where the version folder is written (default: the system's)")
     args = ap.parse_args()
 
     print(f"machine: {machine()}")
@@ -59,7 +60,7 @@ def main() -> None:
     methods = [m for m in (model_embeddings(_shipped())[:1] if "model" in names else []) if m.name in names]
     methods += make_baselines([], 64, [n for n in names if n != "model"])
     many = args.threads or thread_count()
-    with tempfile.TemporaryDirectory(prefix="midivae-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="midivae-bench-", dir=args.tmp) as tmp:
         versions = generated_versions(songs, Path(tmp), len(songs) // 2, 0, VERSION_PRESETS["hard-drums"])
         print(f"data: {len(songs)} songs; versions: {len(versions.songs)} files, {versions.n_queries} queries")
         rows = []

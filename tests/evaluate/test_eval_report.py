@@ -44,9 +44,9 @@ def _evaluate_baselines(lpd_dir, out, tasks: str, baselines: str, *extra: str):
 
 def test_cli_runs_selected_tasks(lpd_dir, tmp_path):
     out = tmp_path / "r"
-    _evaluate_baselines(lpd_dir, out, "excerpt,cost", "chroma,random", "--quiet")
+    _evaluate_baselines(lpd_dir, out, "excerpt,cost", "chroma,random", "--quiet", "--threads", "2")
     saved = json.loads((out / "metrics.json").read_text())
-    assert set(saved["methods"]) == {"chroma", "random"}
+    assert set(saved["methods"]) == {"chroma", "random"} and saved["config"]["threads"] == 2
     assert "excerpt" in saved["methods"]["chroma"] and "robustness" not in saved["methods"]["chroma"]
 
 
@@ -55,6 +55,8 @@ def test_cli_rejects_unknown_task(lpd_dir, tmp_path):
 
     res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(tmp_path), "--tasks", "nope"])
     assert res.exit_code != 0 and "unknown" in res.output
+    res = CliRunner().invoke(main, ["evaluate", "--data", str(lpd_dir), "--out", str(tmp_path), "--threads", "0"])
+    assert res.exit_code == 2 and "--threads" in res.output
 
 
 def test_cli_json_prints_paths_and_targets(lpd_dir, tmp_path):

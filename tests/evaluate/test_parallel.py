@@ -55,3 +55,13 @@ def test_ranking_tasks_do_not_depend_on_threads(make_songs, monkeypatch, method)
             results.append((tasks.version_identification(versions, emb), tasks.excerpt_retrieval(songs, emb)))
     assert results[0] == results[1]
     assert results[0][0]["n_queries"] == 10
+
+
+def test_progress_bar_only_under_a_label(capsys):
+    from midivae.evaluate.parallel import progress
+
+    map_chunks(lambda at: at, 10, 3)
+    assert capsys.readouterr().err == ""
+    with progress("raw: versions"):
+        map_chunks(lambda at: at, 10, 3)
+    assert "raw: versions" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     log = (lambda s: None) if quiet or as_json else (lambda s: click.echo(s, err=True))
-    metrics = run_evaluation(cfg, log)
+    metrics = run_evaluation(cfg, log, bars=not (quiet or as_json))
     targets = [t for t in metrics.get("targets", []) if t["met"] is not None]
     if as_json:
         echo_json({"report": str(out / "report.md"), "metrics": str(out / "metrics.json"),

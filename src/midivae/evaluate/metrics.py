@@ -139,16 +139,20 @@ def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndar
         return None
     rough = _pairwise(q.coarse, x.coarse)
     if x.shortlist < len(x):
+        listed = np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist]
         kept = np.zeros(rough.shape, dtype=bool)
-        np.put_along_axis(kept, np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist], True, axis=1)
+        np.put_along_axis(kept, listed, True, axis=1)
+        rows, cols = np.repeat(np.arange(len(q)), x.shortlist), listed.ravel()
     else:
         kept = np.ones(rough.shape, dtype=bool)
+        rows, cols = np.nonzero(kept)
     fine = _pairwise(q, x)
     if x.signatures is not None and q.signatures is not None:
-        rows, cols = np.nonzero(kept)
-        sim = np.zeros(fine.shape)
-        sim[rows, cols] = similarity(q.signatures[rows], x.signatures[cols])
-        fine = fine + x.fp_weight * (1.0 - sim)  # outside the shortlist: plus the whole weight
+        # distance + weight x (1 - landmark similarity): outside the shortlist the similarity
+        # counts as 0 (plus the whole weight); only the shortlist's pairs are compared
+        listed_fine = fine[rows, cols]
+        fine += x.fp_weight
+        fine[rows, cols] = listed_fine + x.fp_weight * (1.0 - similarity(q.signatures[rows], x.signatures[cols]))
     return fine, rough, kept
 
 
@@ -167,12 +171,12 @@ def _pairwise(q: Prepared, x: Prepared) -> np.ndarray:
     qv, xv = q.vectors, x.vectors
     if sp.issparse(qv) or sp.issparse(xv):
         qv = qv if sp.issparse(qv) else sp.csr_matrix(qv)
-        dot = (qv @ x.transposed).toarray().astype(np.float64)
+        dot = (qv @ x.transposed).toarray()
     else:
-        dot = (qv @ xv.T).astype(np.float64)
+        dot = qv @ xv.T
     if q.distance == "cosine":
-        return 1.0 - dot
-    d = q.sq_norms[:, None] + x.sq_norms[None, :] - 2.0 * dot
+        return np.subtract(1.0, dot, dtype=np.float64)  # float64 in one pass, no copy of ``dot`` first
+    d = q.sq_norms[:, None] + x.sq_norms[None, :] - 2.0 * dot.astype(np.float64)
     return np.maximum(d, 0.0)
 
 

@@ -22,6 +22,7 @@ T = TypeVar("T")
 #: against an index of ~70,000 phrases), so many cores must not mean many copies
 MAX_DEFAULT_THREADS = 4
 _threads: int | None = None  # set by :func:`threads`; None: the default
+_label: str | None = None  # set by :func:`progress`: the progress bar's label; None: no bars
 
 
 def available_cores() -> int:
@@ -50,6 +51,26 @@ def threads(n: int | None) -> Iterator[None]:
         _threads = before
 
 
+@contextmanager
+def progress(label: str | None) -> Iterator[None]:
+    """Show a progress bar labelled ``label`` (on stderr) for the chunked loops inside that take
+    more than one chunk (None: no bars)."""
+    global _label
+    before, _label = _label, label
+    try:
+        yield
+    finally:
+        _label = before
+
+
+def progress_bar(total: int, shown: bool = True):
+    """A tqdm bar of ``total`` queries under the current :func:`progress` label (disabled without one)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=_label, unit="query", disable=_label is None or not shown, leave=False,
+                dynamic_ncols=True)
+
+
 def one_blas_thread():
     """Limit numpy's BLAS to one thread (timings; parallel chunks)."""
     from threadpoolctl import threadpool_limits
@@ -61,7 +82,14 @@ def map_chunks(run: Callable[[np.ndarray], T], n: int, chunk: int) -> list[T]:
     """``run(positions)`` for consecutive chunks of ``range(n)``, results in chunk order."""
     parts = [np.arange(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     workers = min(thread_count(), len(parts))
-    if workers <= 1:
-        return [run(p) for p in parts]
-    with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="midivae-eval") as pool:
-        return list(pool.map(run, parts))
+    with progress_bar(n, shown=len(parts) > 1) as bar:
+        if workers <= 1:
+            results = (run(p) for p in parts)
+            return [_counted(r, p, bar) for r, p in zip(results, parts)]
+        with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="midivae-eval") as pool:
+            return [_counted(r, p, bar) for r, p in zip(pool.map(run, parts), parts)]
+
+
+def _counted(result: T, part: np.ndarray, bar) -> T:
+    bar.update(len(part))
+    return result

@@ -23,7 +23,7 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
 from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
 from midivae.evaluate.embedding import Embedding
-from midivae.evaluate.parallel import threads
+from midivae.evaluate.parallel import progress, threads
 from midivae.evaluate.versions import DEFAULT_PRESET
 
 TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
@@ -99,8 +99,9 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
     return rows, models, ""
 
 
-def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Run the evaluation and write report.md, metrics.json and PNGs under ``cfg.out``."""
+def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None, bars: bool = False) -> dict:
+    """Run the evaluation and write report.md, metrics.json and PNGs under ``cfg.out``
+    (``bars``: progress bars on stderr for the tasks' query loops)."""
     from midivae.evaluate import report
     from midivae.evaluate.labels import single_genre_labels
 
@@ -130,16 +131,15 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None)
     try:
         with threads(cfg.threads):
             return _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries,
-                                versions, versions_note, t_start, log)
+                                versions, versions_note, t_start, log, bars)
     finally:
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
 
 def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries, versions,
-                 versions_note, t_start, log) -> dict:
+                 versions_note, t_start, log, bars: bool) -> dict:
     from midivae.evaluate import report
-
 
     results: dict[str, dict] = {}
     vectors_of: dict[str, object] = {}
@@ -148,19 +148,20 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta}
         vecs = T.embed_flat(emb, flat)
         vectors_of[emb.name] = vecs
-        if "protocol" in cfg.tasks:
-            r["protocol"] = T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed)
-        if "excerpt" in cfg.tasks:
-            r["excerpt"] = T.excerpt_retrieval(songs, emb, vectors=vecs)
-        if queries is not None:
-            r["robustness"] = T.robustness(songs, emb, queries=queries, vectors=vecs, seed=cfg.seed,
-                                           any_key_queries=cfg.any_key_queries)
-        if "genre" in cfg.tasks:
-            r["genre"] = T.genre_consistency(songs, emb, labels=labels, vectors=_song_subset_vectors(songs, vecs, labels))
-        if versions is not None:
-            r["versions"] = T.version_identification(versions, emb)
-        if "cost" in cfg.tasks:
-            r["cost"] = T.cost(songs, emb, vectors=vecs, seed=cfg.seed)
+        steps = {  # in the report's order
+            "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),
+            "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs),
+            "robustness": lambda: T.robustness(songs, emb, queries=queries, vectors=vecs, seed=cfg.seed,
+                                               any_key_queries=cfg.any_key_queries),
+            "genre": lambda: T.genre_consistency(songs, emb, labels=labels,
+                                                 vectors=_song_subset_vectors(songs, vecs, labels)),
+            "versions": lambda: T.version_identification(versions, emb),
+            "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed),
+        }
+        for task, step in steps.items():
+            if task in cfg.tasks:
+                with progress(f"{emb.name}: {task}" if bars else None):
+                    r[task] = step()
         r["seconds"] = time.perf_counter() - t_m
         results[emb.name] = r
         log(f"{emb.name}: done in {r['seconds']:.1f} s")
