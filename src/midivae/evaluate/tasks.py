@@ -284,41 +284,45 @@ def robustness(
     dup_q, dup_c = _duplicate_mask_pairs(flat, rows)
     out: dict[str, float] = {"n_sampled": int(len(rows)), "n_index": int(len(flat)), "n_songs": len(songs),
                              "chance_song_hit1": 1.0 / len(songs)}
+
+    def ranks_under(name: str, keep: np.ndarray, bar) -> dict[str, float]:
+        kept_rows = rows[keep]
+        qpos_all = np.nonzero(keep)[0]
+        song_st, row_st, song_ak, row_ak = [], [], [], []
+        for a in range(0, len(kept_rows), QUERY_CHUNK):
+            altered = unpack(queries.packed[name][a : a + QUERY_CHUNK])
+            target, qpos = kept_rows[a : a + QUERY_CHUNK], qpos_all[a : a + QUERY_CHUNK]
+            q = emb.prepare(embed_phrases(emb, altered))
+            d = pairwise(q, index)
+            tol = tie_tolerance(q, index)
+            s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
+            song_st.append(s0)
+            row_st.append(r0)
+            if any_key and name in TRANSPOSITIONS and (any_key_queries is None or a < any_key_queries):
+                n_ak = len(altered) if any_key_queries is None else min(len(altered), any_key_queries - a)
+                altered, target, qpos, d = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak]
+                tol = tol[:n_ak]
+                best = d
+                for shift in ANY_KEY_SHIFTS:
+                    if shift != 0:
+                        qv = emb.prepare(embed_phrases(emb, transpose(altered, shift)))
+                        best = np.minimum(best, pairwise(qv, index))
+                s1, r1 = self_ranks(best, flat, target, qpos, dup_q, dup_c, tol)
+                song_ak.append(s1)
+                row_ak.append(r1)
+            bar.update(len(s0.closer))
+        got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum()),
+               f"{name}/song_hit1": _hits(_concat(song_st), (1,))["hit@1"],
+               f"{name}/phrase_hit1": _hits(_concat(row_st), (1,))["hit@1"]}
+        if song_ak:
+            got[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
+            got[f"{name}/song_hit1_anykey"] = _hits(_concat(song_ak), (1,))["hit@1"]
+            got[f"{name}/phrase_hit1_anykey"] = _hits(_concat(row_ak), (1,))["hit@1"]
+        return got
+
     with progress_bar(sum(int(keep.sum()) for keep in queries.kept.values())) as bar:
         for name, keep in queries.kept.items():
-            kept_rows = rows[keep]
-            qpos_all = np.nonzero(keep)[0]
-            song_st, row_st, song_ak, row_ak = [], [], [], []
-            for a in range(0, len(kept_rows), QUERY_CHUNK):
-                altered = unpack(queries.packed[name][a : a + QUERY_CHUNK])
-                target, qpos = kept_rows[a : a + QUERY_CHUNK], qpos_all[a : a + QUERY_CHUNK]
-                q = emb.prepare(embed_phrases(emb, altered))
-                d = pairwise(q, index)
-                tol = tie_tolerance(q, index)
-                s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
-                song_st.append(s0)
-                row_st.append(r0)
-                if any_key and name in TRANSPOSITIONS and (any_key_queries is None or a < any_key_queries):
-                    n_ak = len(altered) if any_key_queries is None else min(len(altered), any_key_queries - a)
-                    altered, target, qpos, d = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak]
-                    tol = tol[:n_ak]
-                    best = d
-                    for shift in ANY_KEY_SHIFTS:
-                        if shift != 0:
-                            qv = emb.prepare(embed_phrases(emb, transpose(altered, shift)))
-                            best = np.minimum(best, pairwise(qv, index))
-                    s1, r1 = self_ranks(best, flat, target, qpos, dup_q, dup_c, tol)
-                    song_ak.append(s1)
-                    row_ak.append(r1)
-                bar.update(len(s0.closer))
-            out[f"{name}/n"] = int(keep.sum())
-            out[f"{name}/skipped_unchanged"] = int((~keep).sum())
-            out[f"{name}/song_hit1"] = _hits(_concat(song_st), (1,))["hit@1"]
-            out[f"{name}/phrase_hit1"] = _hits(_concat(row_st), (1,))["hit@1"]
-            if song_ak:
-                out[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
-                out[f"{name}/song_hit1_anykey"] = _hits(_concat(song_ak), (1,))["hit@1"]
-                out[f"{name}/phrase_hit1_anykey"] = _hits(_concat(row_ak), (1,))["hit@1"]
+            out.update(ranks_under(name, keep, bar))
     return out
 
 
