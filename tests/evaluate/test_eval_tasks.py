@@ -319,3 +319,33 @@ def test_timing_passes_fill_the_minimum_time():
     calls.clear()
     slow = _seconds_per_call(lambda i: (calls.append(i), time.sleep(0.03)), 1, repeats=3, min_seconds=0.0)
     assert len(calls) == 1 + 3 and slow >= 0.03  # the warm-up call, then exactly three passes
+
+
+def test_query_mean_trims_each_query_files_worst_phrases():
+    # two query files: 4 phrases, then 1 phrase; two candidate files
+    near = np.array([[0.1, 0.5], [0.2, 0.5], [0.3, 0.5], [0.9, 0.5], [0.4, 0.7]])
+    qstarts, qlen = np.array([0, 4]), np.array([4, 1])
+    np.testing.assert_allclose(tasks.query_mean(near, qstarts, qlen), [[0.375, 0.5], [0.4, 0.7]])
+    # trim 0.25: the first file keeps its 3 nearest phrases per candidate; one phrase is always kept
+    np.testing.assert_allclose(tasks.query_mean(near, qstarts, qlen, 0.25), [[0.2, 0.5], [0.4, 0.7]])
+    np.testing.assert_allclose(tasks.query_mean(near, qstarts, qlen, 0.9), [[0.1, 0.5], [0.4, 0.7]])
+
+
+def test_version_identification_trim_forgives_a_part_one_version_lacks(make_songs):
+    """A version with a section the other lacks, close to a part of some other file: the plain
+    mean charges that section in full and finds the other file; the trimmed mean finds the song."""
+    from midivae.evaluate.data import SongPhrases
+    from midivae.evaluate.versions import VersionSet
+
+    base = make_songs(6, half=3, seed=7)
+    rng = np.random.default_rng(7)
+    section = rng.random((2, *base[0].phrases.shape[1:])) < 0.2  # dense: far from every sparse phrase
+    near_section = section & (rng.random(section.shape) > 0.05)
+    files = list(base) + [
+        SongPhrases.from_phrases("song00_v2", np.concatenate([base[0].phrases[:3], section])),
+        SongPhrases.from_phrases("other", np.concatenate([make_songs(1, half=3, seed=8)[0].phrases, near_section])),
+    ]
+    vs = VersionSet(files, [s.song_id for s in base] + ["song00", "other"])
+    plain = tasks.version_identification(vs, identity, "euclidean")
+    trimmed = tasks.version_identification(vs, identity, "euclidean", trim=0.4)
+    assert plain["n_queries"] == 2 and plain["hit@1"] == 0.5 and trimmed["hit@1"] == 1.0

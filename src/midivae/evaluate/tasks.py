@@ -405,6 +405,7 @@ def version_identification(
     distance: str | None = None,
     *,
     ks: Sequence[int] = (1, 10),
+    trim: float = 0.0,
 ) -> dict[str, float]:
     """Query with each file whose song has another version, against every other file.
 
@@ -414,7 +415,8 @@ def version_identification(
     query phrase's shortlist, and ranks the rest after them. A query file of several phrases is
     searched in the embedding's space for such queries where it has one (``several_embed``, both
     sides: a model's search vectors without their song part). Hit@k and MRR of the first other
-    version, ties in expectation.
+    version, ties in expectation. ``trim`` > 0: the mean over the query's nearest phrases only,
+    leaving out that share of them (see :func:`query_mean`).
     ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
     """
     emb = as_embedding(embed, distance)
@@ -465,12 +467,12 @@ def version_identification(
     for query_space, space, positions in spaces:
         map_chunks(partial(nearest, query_space, space, positions), len(positions), QUERY_CHUNK)
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
-    file_d = np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]  # (query files, files)
+    file_d = query_mean(near, qstarts, qlen, trim)  # (query files, files)
     if staged:
         # as the index ranks songs: files in any query phrase's shortlist are scored exactly,
         # the rest come after them in coarse order
         candidate = np.logical_or.reduceat(listed, qstarts, axis=0)
-        rest = np.add.reduceat(near_coarse, qstarts, axis=0) / qlen[:, None] + past_fine(x, file_d)
+        rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
         file_d = np.where(candidate, file_d, rest)
     tol = np.maximum.reduceat(tol_rows, qstarts)
     file_d[np.arange(len(query_files)), query_files] = np.inf
@@ -480,6 +482,20 @@ def version_identification(
     out = summarise(per_query)
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
+    return out
+
+
+def query_mean(near: np.ndarray, qstarts: np.ndarray, qlen: np.ndarray, trim: float = 0.0) -> np.ndarray:
+    """Per query file (rows ``qstarts[i] : qstarts[i] + qlen[i]`` of ``near``), the mean of its
+    phrases' distances to each candidate; with ``trim``, of its ``ceil((1 - trim) x phrases)``
+    nearest only, so a part that one version has and the other lacks does not count."""
+    if not trim:
+        return np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]
+    out = np.empty((len(qstarts), near.shape[1]))
+    for i, (a, n) in enumerate(zip(qstarts, qlen)):
+        keep = max(1, int(np.ceil((1.0 - trim) * n)))
+        block = near[a : a + n]
+        out[i] = (np.partition(block, keep - 1, axis=0)[:keep] if keep < n else block).mean(axis=0)
     return out
 
 
