@@ -138,18 +138,21 @@ def two_stage(q: Prepared, x: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndar
     if not is_two_stage(q, x):
         return None
     rough = _pairwise(q.coarse, x.coarse)
+    listed = None
     if x.shortlist < len(x):
         listed = np.argpartition(rough, x.shortlist - 1, axis=1)[:, : x.shortlist]
         kept = np.zeros(rough.shape, dtype=bool)
         np.put_along_axis(kept, listed, True, axis=1)
-        rows, cols = np.repeat(np.arange(len(q)), x.shortlist), listed.ravel()
     else:
         kept = np.ones(rough.shape, dtype=bool)
-        rows, cols = np.nonzero(kept)
     fine = _pairwise(q, x)
     if x.signatures is not None and q.signatures is not None:
         # distance + weight x (1 - landmark similarity): outside the shortlist the similarity
         # counts as 0 (plus the whole weight); only the shortlist's pairs are compared
+        if listed is None:
+            rows, cols = np.nonzero(kept)
+        else:
+            rows, cols = np.repeat(np.arange(len(q)), x.shortlist), listed.ravel()
         listed_fine = fine[rows, cols]
         fine += x.fp_weight
         fine[rows, cols] = listed_fine + x.fp_weight * (1.0 - similarity(q.signatures[rows], x.signatures[cols]))
