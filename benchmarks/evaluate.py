@@ -1,7 +1,7 @@
 """Evaluation benchmark: the ranking tasks' query chunks on one thread and on several.
 
 ``midivae evaluate`` compares chunks of query phrases against the whole collection; at the
-held-out version check's size (~4,000 files, ~70,000 phrases) that is an hour and a half on 2
+held-out version check's size (~4,000 files, ~70,000 phrases) that took an hour and a half on 2
 cores with every baseline, most of it in scipy's single-threaded sparse products for the raw
 baselines. The chunks now run on threads (:mod:`midivae.evaluate.parallel`). This times the
 version-identification and excerpt tasks per method with one thread and with the default count,
