@@ -65,3 +65,14 @@ def test_progress_bar_only_under_a_label(capsys):
     with progress("raw: versions"):
         map_chunks(lambda at: at, 10, 3)
     assert "raw: versions" in capsys.readouterr().err
+
+
+def test_encoding_shows_a_bar_under_a_label(make_songs, capsys):
+    from midivae.evaluate.data import flatten
+    from midivae.evaluate.parallel import progress
+
+    flat = flatten(make_songs(3, half=2))  # 12 phrases
+    emb = baselines.make_baselines([], 8, ["chroma"])[0]
+    with progress("chroma: encoding"):
+        vecs = tasks.embed_flat(emb, flat, batch=2)
+    assert len(vecs) == 12 and "chroma: encoding" in capsys.readouterr().err

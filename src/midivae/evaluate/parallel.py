@@ -63,11 +63,11 @@ def progress(label: str | None) -> Iterator[None]:
         _label = before
 
 
-def progress_bar(total: int, shown: bool = True):
-    """A tqdm bar of ``total`` queries under the current :func:`progress` label (disabled without one)."""
+def progress_bar(total: int, shown: bool = True, unit: str = "query"):
+    """A tqdm bar of ``total`` items under the current :func:`progress` label (disabled without one)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=_label, unit="query", disable=_label is None or not shown, leave=False,
+    return tqdm(total=total, desc=_label, unit=unit, disable=_label is None or not shown, leave=False,
                 dynamic_ncols=True)
 
 

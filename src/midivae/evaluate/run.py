@@ -146,7 +146,8 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
     for emb in methods:
         t_m = time.perf_counter()
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta}
-        vecs = T.embed_flat(emb, flat)
+        with progress(f"{emb.name}: encoding" if bars else None):
+            vecs = T.embed_flat(emb, flat)
         vectors_of[emb.name] = vecs
         steps = {  # in the report's order
             "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -41,8 +41,17 @@ ANY_KEY_QUERIES = 500
 
 
 def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch: int = 256):
-    """Embed the phrases of a :class:`Flat` (optionally a subset of its rows), batch by batch."""
-    return embed_batches(emb, flat.batches(rows, batch))
+    """Embed the phrases of a :class:`Flat` (optionally a subset of its rows), batch by batch
+    (a progress bar under the current :func:`~midivae.evaluate.parallel.progress` label)."""
+    n = len(flat) if rows is None else len(rows)
+    with progress_bar(n, shown=n > 4 * batch, unit="phrase") as bar:
+        return embed_batches(emb, _counted_batches(flat.batches(rows, batch), bar))
+
+
+def _counted_batches(batches: Iterable[np.ndarray], bar) -> Iterator[np.ndarray]:
+    for b in batches:
+        yield b
+        bar.update(len(b))  # once the batch is embedded
 
 
 def _song_ranks(
