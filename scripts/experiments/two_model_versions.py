@@ -1,0 +1,71 @@
+"""Experiment: two models as one song-free space for version queries (the mean of their cosines).
+
+The drum-view fine-tune finds versions with another drum part better and drum-keeping versions
+worse than the shipped model (docs/model_selection.md). Concatenating both models' unit song-free
+vectors (divided by sqrt 2) makes one cosine that is the mean of the two; this scores the
+validation split's ``hard`` and ``hard-drums`` re-renderings among all the store's songs and the
+real queries with each model alone and with the pair (exact scores, no two-stage search).
+
+    python scripts/experiments/two_model_versions.py --store /tmp/lpdstore --checkpoint CKPT \
+        [--real-versions DIR/versions.csv]
+
+Figures: docs/model_selection.md ("Two models as one space").
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import midivae
+from midivae.evaluate import tasks as T
+from midivae.evaluate.baselines import CachedEncoder, model_embedding
+from midivae.evaluate.data import load_store_split
+from midivae.evaluate.embedding import Embedding
+from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
+
+
+def song_free(model, name: str):
+    """The model's unit song-free search vectors (fingerprint columns left out)."""
+    emb = model_embedding(model, name, "cosine", CachedEncoder(model))
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        v = np.asarray(emb.several_embed(phrases), np.float32)
+        v = v[:, : -emb.signature_dims] if emb.signature_dims else v
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    return embed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--checkpoint", required=True, help="the second model (the first is the shipped one)")
+    ap.add_argument("--real-versions", type=Path, default=None, help="CSV (file,song) of real MIDI versions")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    first, second = song_free(midivae.load_model(None), "shipped"), song_free(midivae.load_model(args.checkpoint), "second")
+    methods = {"shipped": first, "second": second,
+               "both": lambda ph: np.concatenate([first(ph), second(ph)], axis=1) / np.sqrt(2.0)}
+    val = list(load_store_split(args.store, "validation", None))
+    rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "test", None))
+    tmp = Path(tempfile.mkdtemp(prefix="midivae-two-models-"))
+    sets = {p: generated_versions(val + rest, tmp / p, len(val), 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
+    if args.real_versions:
+        sets["real"] = load_versions(args.real_versions.parent, args.real_versions)
+    print("| set | model | Hit@1 / Hit@10 / MRR |\n|---|---|---|")
+    for set_name, vs in sets.items():
+        for name, embed in methods.items():
+            t0 = time.time()
+            r = T.version_identification(vs, Embedding(name, embed, "cosine", -1, -1))
+            print(f"| {set_name} ({vs.n_queries} queries, {len(vs.songs)} files) | {name} | "
+                  f"{r['hit@1']:.3f} / {r['hit@10']:.3f} / {r['mrr']:.3f} |  ({time.time() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
