@@ -53,8 +53,8 @@ def threads(n: int | None) -> Iterator[None]:
 
 @contextmanager
 def progress(label: str | None) -> Iterator[None]:
-    """Show a progress bar labelled ``label`` (on stderr) for the chunked loops inside that take
-    more than one chunk (None: no bars)."""
+    """Show progress bars labelled ``label`` (on stderr) for the long loops inside: query chunks
+    (:func:`map_chunks`, more than one chunk), encoding, robustness queries (None: no bars)."""
     global _label
     before, _label = _label, label
     try:

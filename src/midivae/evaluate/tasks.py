@@ -20,6 +20,7 @@ from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, pack, pi
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_batches, embed_phrases
 from midivae.evaluate.metrics import (
     Prepared,
+    RankStats,
     first_relevant_metrics,
     group_min,
     is_two_stage,
@@ -68,7 +69,7 @@ def _song_ranks(
     the phrase it should find.
     """
 
-    def ranks(at: np.ndarray):
+    def ranks(at: np.ndarray) -> tuple[RankStats, RankStats | None]:
         q = take(queries, at)
         d = pairwise(q, index)
         tol = tie_tolerance(q, index)
@@ -83,8 +84,6 @@ def _song_ranks(
 
 
 def _concat(stats):
-    from midivae.evaluate.metrics import RankStats
-
     if not stats:
         return RankStats(np.zeros(0, np.int64), np.zeros(0, np.int64))
     return RankStats(np.concatenate([s.closer for s in stats]), np.concatenate([s.tied for s in stats]))
