@@ -84,8 +84,7 @@ def map_chunks(run: Callable[[np.ndarray], T], n: int, chunk: int) -> list[T]:
     workers = min(thread_count(), len(parts))
     with progress_bar(n, shown=len(parts) > 1) as bar:
         if workers <= 1:
-            results = (run(p) for p in parts)
-            return [_counted(r, p, bar) for r, p in zip(results, parts)]
+            return [_counted(run(p), p, bar) for p in parts]
         with one_blas_thread(), ThreadPoolExecutor(workers, thread_name_prefix="midivae-eval") as pool:
             return [_counted(r, p, bar) for r, p in zip(pool.map(run, parts), parts)]
 
