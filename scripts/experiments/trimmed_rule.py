@@ -24,7 +24,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, chroma, model_embedding, raw
-from midivae.evaluate.data import load_store_split
+from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
 
@@ -43,12 +43,11 @@ def main() -> None:
     if args.baselines:
         methods += [("raw_cosine", raw(True)), ("chroma", chroma())]
     trims = [float(t) for t in args.trims.split(",")]
-    val = list(load_store_split(args.store, "validation", None))
-    rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "test", None))
+    songs, n_first = load_store_split_first(args.store, "validation")
     sets = {}
     tmp = Path(tempfile.mkdtemp(prefix="midivae-rule-"))
     for preset in args.presets.split(","):
-        sets[f"{preset}, validation"] = generated_versions(val + rest, tmp / preset, len(val), 0, VERSION_PRESETS[preset])
+        sets[f"{preset}, validation"] = generated_versions(songs, tmp / preset, n_first, 0, VERSION_PRESETS[preset])
     if args.real_versions:
         sets["real (4 queries)"] = load_versions(args.real_versions.parent, args.real_versions)
     print("| set | method | " + " | ".join(f"trim {t:g}" for t in trims) + " |")

@@ -25,7 +25,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, model_embedding
-from midivae.evaluate.data import load_store_split
+from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.embedding import Embedding
 from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
@@ -52,10 +52,9 @@ def main() -> None:
     first, second = song_free(midivae.load_model(None), "shipped"), song_free(midivae.load_model(args.checkpoint), "second")
     methods = {"shipped": first, "second": second,
                "both": lambda ph: np.concatenate([first(ph), second(ph)], axis=1) / np.sqrt(2.0)}
-    val = list(load_store_split(args.store, "validation", None))
-    rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "test", None))
+    songs, n_first = load_store_split_first(args.store, "validation")
     tmp = Path(tempfile.mkdtemp(prefix="midivae-two-models-"))
-    sets = {p: generated_versions(val + rest, tmp / p, len(val), 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
+    sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
     if args.real_versions:
         sets["real"] = load_versions(args.real_versions.parent, args.real_versions)
     print("| set | model | Hit@1 / Hit@10 / MRR |\n|---|---|---|")

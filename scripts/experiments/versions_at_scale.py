@@ -21,7 +21,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, chroma, model_embedding, raw
-from midivae.evaluate.data import load_store_split
+from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.versions import VERSION_PRESETS, generated_versions
 
 
@@ -32,13 +32,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = midivae.load_model(args.checkpoint)
-    test = list(load_store_split(args.store, "test", None))
-    rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "validation", None))
+    songs, n_first = load_store_split_first(args.store, "test")
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     t = time.time()
     for preset in ("hard-drums", "hard", "basic"):
         folder = tmp / preset
-        vs = generated_versions(test + rest, folder, len(test), 0, VERSION_PRESETS[preset])
+        vs = generated_versions(songs, folder, n_first, 0, VERSION_PRESETS[preset])
         print(f"{preset}: {len(vs.songs)} files, {vs.n_queries} queries ({time.time() - t:.0f} s)", flush=True)
         for name, emb in (("model", model_embedding(model, "model", "cosine", CachedEncoder(model))),
                           ("raw_cosine", raw(True)), ("chroma", chroma())):

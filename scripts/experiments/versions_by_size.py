@@ -24,7 +24,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, chroma, model_embedding, raw
-from midivae.evaluate.data import load_store_split
+from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.versions import VERSION_PRESETS, VersionSet, generated_versions
 
 TARGET_FILES = 4000
@@ -50,10 +50,9 @@ def main() -> None:
     ap.add_argument("--baselines", action="store_true", help="also raw cosine and chroma (slow)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    test = list(load_store_split(args.store, "test", None))
-    rest = list(load_store_split(args.store, "train", None)) + list(load_store_split(args.store, "validation", None))
+    songs, n_first = load_store_split_first(args.store, "test")
     folder = Path(tempfile.mkdtemp(prefix="midivae-versions-")) / args.preset
-    vs = generated_versions(test + rest, folder, len(test), 0, VERSION_PRESETS[args.preset])
+    vs = generated_versions(songs, folder, n_first, 0, VERSION_PRESETS[args.preset])
     counts = collections.Counter(vs.group)
     order = sorted(range(len(vs.songs)), key=lambda i: counts[vs.group[i]] < 2)  # versioned first
     vs = VersionSet([vs.songs[i] for i in order], [vs.group[i] for i in order])

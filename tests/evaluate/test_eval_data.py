@@ -26,6 +26,12 @@ def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path):
     assert ev.built_from  # the folder the store was ingested from, for the regenerate command
     s = ev.test[0]
     assert s.phrases.shape[1:] == (4, 48, 84, 5) and np.all(np.diff(s.bar_offsets) > 0)
+    # the whole store with one split first (the at-scale version experiments)
+    from midivae.evaluate.data import load_store_split, load_store_split_first
+
+    songs, n_first = load_store_split_first(tmp_path / "store", "test")
+    test_first = [x.song_id for x in load_store_split(tmp_path / "store", "test", None)]
+    assert [x.song_id for x in songs[:n_first]] == test_first and len(songs) == len(files)
 
 
 def test_folder_split_by_hash_is_disjoint_and_stable(lpd_dir):

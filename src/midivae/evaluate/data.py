@@ -212,6 +212,17 @@ def load_store_split(store_path: Path, split: str, max_songs: int | None, seed: 
     return songs
 
 
+def load_store_split_first(store_path: Path, split: str) -> tuple[list[SongPhrases], int]:
+    """Every song of a phrase store, the songs of ``split`` first (then the other splits in the
+    store's order), and how many of them come first: a whole-store version set searches the
+    first ones' re-renderings among all the others."""
+    from midivae.data.store import SPLITS
+
+    first = load_store_split(store_path, split, None)
+    rest = [s for other in SPLITS if other != split for s in load_store_split(store_path, other, None)]
+    return first + rest, len(first)
+
+
 def load_eval_data(
     data: Path,
     max_songs: int | None = None,
