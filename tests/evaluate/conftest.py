@@ -52,3 +52,35 @@ def lpd_dir() -> Path:
 def quick_timing(monkeypatch):
     """The cost task's timings are not what these tests check: five passes, not a second of them."""
     monkeypatch.setattr("midivae.evaluate.tasks.TIMING_MIN_SECONDS", 0.0)
+
+
+@pytest.fixture
+def mixed_version_folder(lpd_dir, tmp_path) -> Path:
+    """A version folder holding real cross-format versions: four shared LPD-5 songs as ``.npz`` and
+    as the MIDI files written from them (``midi/lpd5_rendered``), four other songs as ``.npz``
+    distractors, and a ``versions.csv`` that also names one file the folder lacks."""
+    import csv
+    import shutil
+
+    data = lpd_dir.parents[1]
+    rendered = data / "midi" / "lpd5_rendered"
+    if not (rendered / "index.csv").is_file():
+        pytest.skip(f"shared MIDI renderings not found at {rendered}")
+    with (rendered / "index.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    folder = tmp_path / "versions"
+    (folder / "midi").mkdir(parents=True)
+    (folder / "npz").mkdir()
+    table = [("file", "song")]
+    for row in rows[:4]:
+        npz = data / row["npz"]
+        shutil.copy(rendered / row["file"], folder / "midi" / row["file"])
+        shutil.copy(npz, folder / "npz" / npz.name)
+        table += [(f"midi/{row['file']}", row["md5"]), (f"npz/{npz.name}", row["md5"])]
+    rendered_md5 = {row["md5"] for row in rows}
+    for npz in sorted(p for p in lpd_dir.rglob("*.npz") if p.stem not in rendered_md5)[:4]:
+        shutil.copy(npz, folder / "npz" / npz.name)
+    table.append(("midi/absent.mid", "elsewhere"))
+    with (folder / "versions.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(table)
+    return folder

@@ -63,3 +63,14 @@ def test_cli_json_prints_paths_and_targets(lpd_dir, tmp_path):
     got = json.loads(_evaluate_baselines(lpd_dir, tmp_path / "r", "excerpt", "chroma", "--json").output)
     assert got["methods"] == ["chroma"] and Path(got["metrics"]).is_file() and Path(got["report"]).is_file()
     assert got["targets"] == []  # no model row: no target to check
+
+
+def test_cli_versions_dir_alone_reads_its_csv(lpd_dir, mixed_version_folder, tmp_path):
+    """``--versions-dir`` without ``--versions-csv`` reads the folder's versions.csv (real
+    versions, not generated ones); the report names the folder and the skipped file."""
+    out = tmp_path / "r"
+    _evaluate_baselines(lpd_dir, out, "versions", "raw_cosine", "--quiet", "--versions-dir", str(mixed_version_folder))
+    saved = json.loads((out / "metrics.json").read_text())
+    v = saved["methods"]["raw_cosine"]["versions"]
+    assert v["n_files"] == 12 and v["n_queries"] == 8 and v["hit@1"] == 1.0
+    assert str(mixed_version_folder) in saved["versions"]["source"] and "1 file skipped" in saved["versions"]["source"]

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -137,6 +139,20 @@ def test_version_folder_round_trip(make_songs, tmp_path):
     assert np.array_equal(by_name["song03.mid"].phrases, songs[3].phrases)
     again = generated_versions(songs, tmp_path / "again", 2, 1)  # the same folder, read back in one call
     assert again.group == vs.group and all(np.array_equal(a.packed, b.packed) for a, b in zip(again.songs, vs.songs))
+
+
+def test_version_folder_mixes_npz_and_midi(mixed_version_folder):
+    """LPD-5 .npz files and MIDI files in one folder: each MIDI file written from a shared song
+    finds its .npz first (raw cosine), and the CSV's absent file is reported, not fatal."""
+    from midivae.evaluate.baselines import raw
+    from midivae.evaluate.versions import load_versions
+
+    vs = load_versions(mixed_version_folder)  # the folder's versions.csv
+    assert len(vs.songs) == 12 and vs.n_queries == 8
+    assert {Path(s.song_id).suffix for s in vs.songs} == {".mid", ".npz"}
+    assert len(vs.skipped) == 1 and "absent.mid" in vs.skipped[0]
+    r = tasks.version_identification(vs, raw(True))
+    assert r["hit@1"] == 1.0 and r["n_songs_with_versions"] == 4
 
 
 def _song_roll(seed: int = 0, bars: int = 32) -> np.ndarray:

@@ -37,9 +37,10 @@ def register(main: click.Group) -> None:
               help="Songs the PCA baselines fit on (default: the store's train split, or a hash-chosen 30% of a folder).")
 @click.option("--max-fit-songs", type=int, default=200, show_default=True, help="Songs used to fit the PCA baselines.")
 @click.option("--versions-csv", type=click.Path(exists=True, path_type=Path), default=None,
-              help="CSV file,song of a folder of MIDI versions (default: a folder generated from the evaluated songs).")
-@click.option("--versions-dir", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Folder of the version files (default: the CSV's folder).")
+              help="CSV file,song naming which files of a folder of versions (MIDI or LPD-5 .npz) are transcriptions "
+                   "of one song; every other file is a distractor (default: a folder generated from the evaluated songs).")
+@click.option("--versions-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of the version files (default: the CSV's folder); alone, its versions.csv is read.")
 @click.option("--versions-preset", type=click.Choice(list(VERSION_PRESETS)), default=DEFAULT_PRESET,
               show_default=True,
               help="How generated versions differ from their song: basic = note-level changes; hard = also bar "

@@ -208,10 +208,15 @@ def _song_subset_vectors(songs, vecs, labels):
 def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
     from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
-    if cfg.versions_csv is not None:
+    if cfg.versions_csv is not None or cfg.versions_dir is not None:
         folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
-        vs = load_versions(folder, Path(cfg.versions_csv))
-        note = f"{folder} with {cfg.versions_csv}"
+        csv_path = Path(cfg.versions_csv) if cfg.versions_csv else folder / "versions.csv"
+        vs = load_versions(folder, csv_path)
+        note = f"{folder} with {csv_path}"
+        if vs.skipped:
+            files = f"{len(vs.skipped)} file{'s' if len(vs.skipped) > 1 else ''}"
+            note += f"; {files} skipped (unreadable, no note, or in the CSV but not the folder)"
+            log(f"versions: skipped {files}, e.g. {vs.skipped[0]}")
     else:
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
         tmp_dirs.append(tmp)

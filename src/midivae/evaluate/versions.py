@@ -1,5 +1,6 @@
-"""Version identification data: a folder of MIDI files with a CSV ``file,song`` naming which files
-are versions (transcriptions) of one song, and a generator that builds such a folder from songs.
+"""Version identification data: a folder of MIDI (or LPD-5 ``.npz``) files with a CSV ``file,song``
+naming which files are versions (transcriptions) of one song, and a generator that builds such a
+folder from songs.
 
 The generator writes each song as MIDI and, for some songs, an independently altered
 re-rendering (transposed, re-voiced, notes dropped, a track moved, onsets jittered, started on
@@ -22,6 +23,8 @@ from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
 from midivae.evaluate.data import SongPhrases, find_files, read_song_file
 from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
 
+#: what a version folder may hold: MIDI files and LPD-5 ``.npz`` pianorolls, mixed or not
+VERSION_SUFFIXES: tuple[str, ...] = (".npz", *MIDI_SUFFIXES)
 FILE_COLUMNS = ("file", "path", "filename")
 SONG_COLUMNS = ("song", "song_id", "group", "work")
 
@@ -58,16 +61,21 @@ def read_versions_csv(csv_path: Path) -> dict[str, str]:
 
 
 def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
-    """Read every MIDI file under ``folder``; group files by the CSV (default folder/versions.csv)."""
+    """Read every MIDI or LPD ``.npz`` file under ``folder`` (one collection may mix them); group
+    files by the CSV (default folder/versions.csv). Unreadable files, and files the CSV names
+    that are not in the folder, are listed in ``skipped``."""
     folder = Path(folder)
     csv_path = Path(csv_path) if csv_path is not None else folder / "versions.csv"
     mapping = read_versions_csv(csv_path)
     base = csv_path.parent
-    files = find_files(folder, MIDI_SUFFIXES)
+    files = find_files(folder, VERSION_SUFFIXES)
     if not files:
-        raise NotFoundError(f"{folder}: no MIDI files")
+        raise NotFoundError(f"{folder}: no MIDI or .npz files")
     rel_map = {str((base / k).resolve()): v for k, v in mapping.items()}
-    out_songs, groups, skipped = [], [], []
+    present = {str(f.resolve()) for f in files}
+    skipped = [f"{k}: named in {csv_path.name}, not found under {folder}"
+               for k in mapping if str((base / k).resolve()) not in present]
+    out_songs, groups = [], []
     for f in files:
         try:
             song = read_song_file(f)
