@@ -25,27 +25,13 @@ import torch
 
 import midivae
 from midivae.evaluate.alterations import ANY_KEY_SHIFTS, transpose
-from midivae.evaluate.baselines import CachedEncoder, model_embedding
+from midivae.evaluate.baselines import song_free_embed
 from midivae.evaluate.data import flatten, load_store_split_first
-from midivae.evaluate.metrics import first_relevant_metrics, summarise
+from midivae.evaluate.metrics import summarise
+from midivae.evaluate.tasks import other_version_ranks
 from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
 CHUNK = 1024
-
-
-def song_free(model):
-    """The model's unit song-free search vectors (fingerprint columns left out)."""
-    emb = model_embedding(model, "model", "cosine", CachedEncoder(model))
-
-    def embed(phrases: np.ndarray) -> np.ndarray:
-        out = []
-        for a in range(0, len(phrases), 256):
-            v = np.asarray(emb.several_embed(phrases[a : a + 256]), np.float32)
-            v = v[:, : -emb.signature_dims] if emb.signature_dims else v
-            out.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
-        return np.concatenate(out)
-
-    return embed
 
 
 def file_distances(embed, query_phrases: np.ndarray, qstarts: np.ndarray, qlen: np.ndarray, x: np.ndarray,
@@ -58,21 +44,13 @@ def file_distances(embed, query_phrases: np.ndarray, qstarts: np.ndarray, qlen: 
     return np.add.reduceat(near, qstarts, axis=0) / qlen[:, None]
 
 
-def score(d: np.ndarray, query_files: np.ndarray, gid: np.ndarray) -> dict[str, float]:
-    d = d.astype(np.float64).copy()
-    d[np.arange(len(query_files)), query_files] = np.inf
-    rel = gid[query_files][:, None] == gid[None, :]
-    rel[np.arange(len(query_files)), query_files] = False
-    return summarise(first_relevant_metrics(d, rel, (1, 10), 1e-6))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--real-versions", type=Path, default=None, help="CSV (file,song) of real MIDI versions")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    embed = song_free(midivae.load_model(None))
+    embed = song_free_embed(midivae.load_model(None))
     songs, n_first = load_store_split_first(args.store, "validation")
     tmp = Path(tempfile.mkdtemp(prefix="midivae-any-key-"))
     sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
@@ -93,20 +71,12 @@ def main() -> None:
                      for s in ANY_KEY_SHIFTS]
         own = per_shift[ANY_KEY_SHIFTS.index(0)]
         any_key = np.min(per_shift, axis=0)
-        a, b = score(own, query_files, gid), score(any_key, query_files, gid)
-
-        def first_rank(d):
-            d = d.astype(np.float64).copy()
-            d[np.arange(len(query_files)), query_files] = np.inf
-            rel = gid[query_files][:, None] == gid[None, :]
-            rel[np.arange(len(query_files)), query_files] = False
-            best_rel = np.where(rel, d, np.inf).min(axis=1)
-            return (d < best_rel[:, None]).sum(axis=1)
-
-        ra, rb = first_rank(own), first_rank(any_key)
+        ranks = [other_version_ranks(d.astype(np.float64), query_files, gid, tol=1e-6) for d in (own, any_key)]
+        a, b = (summarise(r) for r in ranks)
+        ra, rb = (r["rr"] for r in ranks)  # reciprocal ranks: larger is better
         print(f"| {name} ({len(query_files)} queries, {len(vs.songs)} files) | "
               f"{a['hit@1']:.3f} / {a['hit@10']:.3f} / {a['mrr']:.3f} | {b['hit@1']:.3f} / {b['hit@10']:.3f} / {b['mrr']:.3f} | "
-              f"{(rb < ra).sum()} / {(rb > ra).sum()} |  ({time.time() - t0:.0f} s)", flush=True)
+              f"{(rb > ra).sum()} / {(rb < ra).sum()} |  ({time.time() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

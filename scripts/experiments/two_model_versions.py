@@ -24,22 +24,10 @@ import torch
 
 import midivae
 from midivae.evaluate import tasks as T
-from midivae.evaluate.baselines import CachedEncoder, model_embedding
+from midivae.evaluate.baselines import song_free_embed
 from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.embedding import Embedding
 from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
-
-
-def song_free(model, name: str):
-    """The model's unit song-free search vectors (fingerprint columns left out)."""
-    emb = model_embedding(model, name, "cosine", CachedEncoder(model))
-
-    def embed(phrases: np.ndarray) -> np.ndarray:
-        v = np.asarray(emb.several_embed(phrases), np.float32)
-        v = v[:, : -emb.signature_dims] if emb.signature_dims else v
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-    return embed
 
 
 def main() -> None:
@@ -49,7 +37,7 @@ def main() -> None:
     ap.add_argument("--real-versions", type=Path, default=None, help="CSV (file,song) of real MIDI versions")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    first, second = song_free(midivae.load_model(None), "shipped"), song_free(midivae.load_model(args.checkpoint), "second")
+    first, second = song_free_embed(midivae.load_model(None)), song_free_embed(midivae.load_model(args.checkpoint))
     methods = {"shipped": first, "second": second,
                "both": lambda ph: np.concatenate([first(ph), second(ph)], axis=1) / np.sqrt(2.0)}
     songs, n_first = load_store_split_first(args.store, "validation")

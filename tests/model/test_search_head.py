@@ -217,3 +217,18 @@ def test_the_rotation_is_square_and_orthonormal_for_few_or_many_rows():
         basis = fit_basis(rng.standard_normal((n, 128)), rng.standard_normal((n, 64)))
         assert basis.shape == (192, 192)
         np.testing.assert_allclose(basis @ basis.T, np.eye(192), atol=1e-5)
+
+
+def test_song_free_embed_is_the_several_phrase_space_as_unit_rows(real_phrases):
+    """The experiments' exact version scores use the space the version task scores files in:
+    the shipped model's several-phrase vectors, fingerprint columns left out, unit rows (any batch)."""
+    from midivae.evaluate.baselines import model_embedding, song_free_embed
+    from midivae.model.api import load_model
+
+    model = load_model()
+    phrases = real_phrases[:12]
+    got = song_free_embed(model, batch=5)(phrases)
+    emb = model_embedding(model)
+    ref = np.asarray(emb.several_embed(phrases), np.float64)[:, : -emb.signature_dims]
+    assert emb.signature_dims > 0 and got.shape == ref.shape
+    np.testing.assert_allclose(got, _unit(ref), atol=1e-5)

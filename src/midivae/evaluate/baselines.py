@@ -282,6 +282,24 @@ def model_embeddings(model, name: str = "model") -> list[Embedding]:
     return [model_embedding(model, name, "cosine", enc), model_embedding(model, f"{name}_l2", "euclidean", enc)]
 
 
+def song_free_embed(model, batch: int = 256):
+    """The model's unit search vectors for queries of several phrases (its song part removed, no
+    fingerprint columns): the space the version task scores whole files in, as plain rows for
+    experiments that score files exactly (no two-stage search)."""
+    emb = model_embedding(model, "model", "cosine")
+    several = emb.several_embed or emb.embed
+
+    def embed(phrases: np.ndarray) -> np.ndarray:
+        out = []
+        for a in range(0, len(phrases), batch):
+            v = np.asarray(several(phrases[a : a + batch]), np.float32)
+            v = v[:, : -emb.signature_dims] if emb.signature_dims else v
+            out.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    return embed
+
+
 BASELINE_NAMES = ("raw", "raw_cosine", "chroma", "pca", "bag_of_bars", "bag_of_bars_pca", "random")
 
 

@@ -483,14 +483,22 @@ def version_identification(
         rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
         file_d = np.where(candidate, file_d, rest)
     tol = np.maximum.reduceat(tol_rows, qstarts)
-    file_d[np.arange(len(query_files)), query_files] = np.inf
-    rel = gid[query_files][:, None] == gid[None, :]
-    rel[np.arange(len(query_files)), query_files] = False
-    per_query = first_relevant_metrics(file_d, rel, ks, tol)
-    out = summarise(per_query)
+    out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
     return out
+
+
+def other_version_ranks(file_d: np.ndarray, query_files: np.ndarray, gid: np.ndarray, ks: Sequence[int] = (1, 10),
+                        tol: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
+    """Per query file, Hit@k and reciprocal rank of the first other file of its song (``gid``: a
+    song number per file) in ``file_d`` (query files x files; the query's own column is set to
+    inf in place), ties in expectation."""
+    at = np.arange(len(query_files))
+    file_d[at, query_files] = np.inf
+    rel = gid[query_files][:, None] == gid[None, :]
+    rel[at, query_files] = False
+    return first_relevant_metrics(file_d, rel, ks, tol)
 
 
 def query_mean(near: np.ndarray, qstarts: np.ndarray, qlen: np.ndarray, trim: float = 0.0) -> np.ndarray:
