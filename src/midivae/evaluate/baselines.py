@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
 from midivae.evaluate.data import SongPhrases, flatten
-from midivae.evaluate.embedding import Embedding
+from midivae.evaluate.embedding import Embedding, EmbedFn
 
 PITCH_CLASSES = 12
 BAR_CELLS = PHRASE_CELLS // BARS_PER_PHRASE  # 20,160
@@ -282,7 +282,7 @@ def model_embeddings(model, name: str = "model") -> list[Embedding]:
     return [model_embedding(model, name, "cosine", enc), model_embedding(model, f"{name}_l2", "euclidean", enc)]
 
 
-def song_free_embed(model, batch: int = 256):
+def song_free_embed(model, batch: int = 256) -> EmbedFn:
     """The model's unit search vectors for queries of several phrases (its song part removed, no
     fingerprint columns): the space the version task scores whole files in, as plain rows for
     experiments that score files exactly (no two-stage search)."""
