@@ -155,6 +155,17 @@ def test_version_folder_mixes_npz_and_midi(mixed_version_folder):
     assert r["hit@1"] == 1.0 and r["n_songs_with_versions"] == 4
 
 
+def test_a_version_folder_without_a_pair_is_refused(make_songs, tmp_path):
+    """A CSV that pairs no two readable files is a clear input error, not a failure in the task."""
+    from midivae.errors import InvalidInputError
+    from midivae.evaluate.versions import load_versions, make_version_folder
+
+    make_version_folder(make_songs(3, half=2, seed=5), tmp_path, n_versioned=1, seed=1)
+    (tmp_path / "versions.csv").write_text("file,song\nmissing.mid,a\nsong00.mid,a\n")
+    with pytest.raises(InvalidInputError, match="no song has two readable versions.*missing.mid"):
+        load_versions(tmp_path)
+
+
 def _song_roll(seed: int = 0, bars: int = 32) -> np.ndarray:
     """A song roll with short notes on every track (one onset per beat, varying pitch)."""
     from midivae.constants import N_PITCHES, N_TRACKS, STEPS_PER_BAR

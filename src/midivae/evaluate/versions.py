@@ -88,7 +88,12 @@ def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
         rel = str(f.relative_to(folder))
         out_songs.append(SongPhrases(rel, song.packed, song.bar_offsets))
         groups.append(rel_map.get(str(f.resolve()), f"__distractor__/{rel}"))
-    return VersionSet(out_songs, groups, tuple(skipped))
+    found = VersionSet(out_songs, groups, tuple(skipped))
+    if not found.n_queries:
+        raise InvalidInputError(csv_path, f"no song has two readable versions under {folder} "
+                                f"({len(out_songs)} files read, {len(skipped)} skipped"
+                                + (f", e.g. {skipped[0]}" if skipped else "") + ")")
+    return found
 
 
 # --------------------------------------------------------------------------- generator
