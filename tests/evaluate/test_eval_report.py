@@ -74,3 +74,15 @@ def test_cli_versions_dir_alone_reads_its_csv(lpd_dir, mixed_version_folder, tmp
     v = saved["methods"]["raw_cosine"]["versions"]
     assert v["n_files"] == 12 and v["n_queries"] == 8 and v["hit@1"] == 1.0
     assert str(mixed_version_folder) in saved["versions"]["source"] and "1 file skipped" in saved["versions"]["source"]
+
+
+def test_cli_refuses_bad_counts_and_a_single_file(lpd_dir, tmp_path):
+    from midivae.cli import main
+
+    base = ["evaluate", "--data", str(lpd_dir), "--out", str(tmp_path), "--no-model"]
+    for option, value in (("--max-songs", "-3"), ("--robustness-queries", "0"), ("--max-fit-songs", "0")):
+        res = CliRunner().invoke(main, [*base, option, value])
+        assert res.exit_code == 2 and option in res.output
+    one_file = next(lpd_dir.rglob("*.npz"))
+    res = CliRunner().invoke(main, ["evaluate", "--data", str(one_file), "--out", str(tmp_path)])
+    assert res.exit_code == 1 and "folder of .npz or MIDI files" in res.output and "Traceback" not in res.output

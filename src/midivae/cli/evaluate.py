@@ -32,10 +32,10 @@ def register(main: click.Group) -> None:
               "reconstruction, versions, cost, pictures (default: all).")
 @click.option("--baselines", default=None, help="Comma-separated subset of: raw, raw_cosine, chroma, pca, bag_of_bars, "
               "bag_of_bars_pca, random (default: all).")
-@click.option("--max-songs", type=int, default=None, help="Evaluate at most N songs (a seeded random subset).")
+@click.option("--max-songs", type=click.IntRange(min=1), default=None, help="Evaluate at most N songs (a seeded random subset).")
 @click.option("--fit-data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Songs the PCA baselines fit on (default: the store's train split, or a hash-chosen 30% of a folder).")
-@click.option("--max-fit-songs", type=int, default=200, show_default=True, help="Songs used to fit the PCA baselines.")
+@click.option("--max-fit-songs", type=click.IntRange(min=1), default=200, show_default=True, help="Songs used to fit the PCA baselines.")
 @click.option("--versions-csv", type=click.Path(exists=True, path_type=Path), default=None,
               help="CSV file,song naming which files of a folder of versions (MIDI or LPD-5 .npz) are transcriptions "
                    "of one song; every other file is a distractor (default: a folder generated from the evaluated songs).")
@@ -48,10 +48,10 @@ def register(main: click.Group) -> None:
                    "hard-drums = also another drum part (left out, or thinned with its cymbals swapped) half the time.")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="AllMusic id_list_*.txt folder (default: $MIDIVAE_DATA/lpd5/labels/amg).")
-@click.option("--robustness-queries", type=int, default=1000, show_default=True, help="Sampled phrases altered per alteration.")
-@click.option("--any-key-queries", type=int, default=500, show_default=True,
+@click.option("--robustness-queries", type=click.IntRange(min=1), default=1000, show_default=True, help="Sampled phrases altered per alteration.")
+@click.option("--any-key-queries", type=click.IntRange(min=0), default=500, show_default=True,
               help="How many of them the any-key search (12 transpositions per query) runs on.")
-@click.option("--latent-dim", type=int, default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
+@click.option("--latent-dim", type=click.IntRange(min=1), default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads comparing query chunks against the collection (default: the cores, at most 4; "

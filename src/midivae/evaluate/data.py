@@ -235,6 +235,8 @@ def load_eval_data(
     data = Path(data)
     if not data.exists():
         raise NotFoundError(f"{data}: no such file or directory")
+    if not data.is_dir():
+        raise InvalidInputError(data, "a collection is evaluated: give a phrase store or a folder of .npz or MIDI files")
     if is_store(data):
         test = load_store_split(data, split, max_songs, seed)
         if fit_data is None:
