@@ -46,3 +46,9 @@ def test_domain_errors_are_one_line_without_traceback(data_dir: Path, tmp_path: 
     assert "Traceback" not in result.output
     result = runner.invoke(main, ["info", str(tmp_path)])
     assert result.exit_code == 1 and "not a phrase store" in result.output
+    empty = tmp_path / "no_music"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a song")
+    result = runner.invoke(main, ["ingest", str(empty), "--out", str(tmp_path / "store")])
+    assert result.exit_code == 1 and "no MIDI" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "store").exists()  # nothing written for a source with nothing in it

@@ -56,6 +56,8 @@ def test_errors_are_one_line(tmp_path) -> None:
     assert missing.exit_code == 1 and missing.output.startswith("midivae: error:")
     help_text = runner.invoke(main, ["train", "--help"]).output
     assert "--resume" in help_text and "--max-minutes" in help_text
+    cold = runner.invoke(main, ["sample", "-n", "1", "--out", str(tmp_path / "s"), "-t", "0"])
+    assert cold.exit_code == 2 and "--temperature" in cold.output
 
 
 def test_train_init_from_keeps_the_architecture(tiny_store, tmp_path) -> None:

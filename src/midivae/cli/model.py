@@ -160,7 +160,7 @@ _mode_option = click.option(
     help="Turn probabilities into notes by Bernoulli sampling, or by the per-track thresholds learnt on validation.",
 )
 _temperature_option = click.option(
-    "--temperature", "-t", type=float, default=1.0, show_default=True,
+    "--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
     help="With --sample: logit temperature (<1 sharper, >1 noisier). For `sample` it also scales the latent prior.",
 )
 

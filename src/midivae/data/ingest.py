@@ -85,6 +85,8 @@ def discover(sources: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 p for p in path.rglob("*")
                 if p.is_file() and (p.suffix.lower() in MIDI_SUFFIXES or p.suffix.lower() == ".npz")
             ]
+            if not found:
+                raise NotFoundError(f"{path}: no MIDI ({', '.join(MIDI_SUFFIXES)}) or .npz files in this folder")
             files.extend(sorted(found))
         elif path.is_file():
             files.append(path)
