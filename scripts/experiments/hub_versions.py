@@ -20,7 +20,6 @@ Figures: docs/model_selection.md ("Hub files").
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +28,10 @@ import torch
 
 import midivae
 from midivae.evaluate.baselines import song_free_embed
-from midivae.evaluate.data import flatten, load_store_split_first
+from midivae.evaluate.data import flatten
 from midivae.evaluate.metrics import summarise
 from midivae.evaluate.tasks import other_version_ranks
-from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
+from midivae.evaluate.versions import validation_version_sets
 
 CHUNK_FILES = 48
 
@@ -64,11 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     embed = song_free_embed(midivae.load_model(None))
-    songs, n_first = load_store_split_first(args.store, "validation")
-    tmp = Path(tempfile.mkdtemp(prefix="midivae-hubs-"))
-    sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
-    if args.real_versions:
-        sets["real"] = load_versions(args.real_versions.parent, args.real_versions)
+    sets = validation_version_sets(args.store, real_csv=args.real_versions)
     for name, vs in sets.items():
         t0 = time.time()
         flat = flatten(vs.songs)

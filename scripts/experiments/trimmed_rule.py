@@ -15,7 +15,6 @@ Figures: docs/model_selection.md ("The song-distance rule").
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import CachedEncoder, chroma, model_embedding, raw
-from midivae.evaluate.data import load_store_split_first
-from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
+from midivae.evaluate.versions import validation_version_sets
 
 
 def main() -> None:
@@ -43,13 +41,8 @@ def main() -> None:
     if args.baselines:
         methods += [("raw_cosine", raw(True)), ("chroma", chroma())]
     trims = [float(t) for t in args.trims.split(",")]
-    songs, n_first = load_store_split_first(args.store, "validation")
-    sets = {}
-    tmp = Path(tempfile.mkdtemp(prefix="midivae-rule-"))
-    for preset in args.presets.split(","):
-        sets[f"{preset}, validation"] = generated_versions(songs, tmp / preset, n_first, 0, VERSION_PRESETS[preset])
-    if args.real_versions:
-        sets["real (4 queries)"] = load_versions(args.real_versions.parent, args.real_versions)
+    found = validation_version_sets(args.store, args.presets.split(","), args.real_versions)
+    sets = {("real (4 queries)" if k == "real" else f"{k}, validation"): vs for k, vs in found.items()}
     print("| set | method | " + " | ".join(f"trim {t:g}" for t in trims) + " |")
     print("|---|---|" + "---|" * len(trims))
     for set_name, vs in sets.items():

@@ -15,7 +15,6 @@ Figures: docs/model_selection.md ("Two models as one space").
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +24,8 @@ import torch
 import midivae
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import song_free_embed
-from midivae.evaluate.data import load_store_split_first
 from midivae.evaluate.embedding import Embedding
-from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
+from midivae.evaluate.versions import validation_version_sets
 
 
 def main() -> None:
@@ -40,11 +38,7 @@ def main() -> None:
     first, second = song_free_embed(midivae.load_model(None)), song_free_embed(midivae.load_model(args.checkpoint))
     methods = {"shipped": first, "second": second,
                "both": lambda ph: np.concatenate([first(ph), second(ph)], axis=1) / np.sqrt(2.0)}
-    songs, n_first = load_store_split_first(args.store, "validation")
-    tmp = Path(tempfile.mkdtemp(prefix="midivae-two-models-"))
-    sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in ("hard", "hard-drums")}
-    if args.real_versions:
-        sets["real"] = load_versions(args.real_versions.parent, args.real_versions)
+    sets = validation_version_sets(args.store, real_csv=args.real_versions)
     print("| set | model | Hit@1 / Hit@10 / MRR |\n|---|---|---|")
     for set_name, vs in sets.items():
         for name, embed in methods.items():

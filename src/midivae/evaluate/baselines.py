@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
+from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS
 from midivae.evaluate.data import SongPhrases, flatten
 from midivae.evaluate.embedding import Embedding, EmbedFn
 

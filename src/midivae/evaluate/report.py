@@ -149,7 +149,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     L += [
         f"- Data: `{data['source']}` — {data['n_songs']:,} songs, {data['n_phrases']:,} phrases evaluated. "
         f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines).",
-        f"- Model: " + (f"checkpoint `{m['model']['checkpoint_id']}`, latent size {m['model']['latent_dim']}"
+        "- Model: " + (f"checkpoint `{m['model']['checkpoint_id']}`, latent size {m['model']['latent_dim']}"
                          if m["model"]["evaluated"] else f"not evaluated — {m['model']['note']}"),
         f"- Machine: {m['machine']['platform']}, Python {m['machine']['python']}, CPU flags "
         + ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in m["machine"]["cpu"].items())

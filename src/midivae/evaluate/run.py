@@ -102,7 +102,6 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None, bars: bool = False) -> dict:
     """Run the evaluation and write report.md, metrics.json and PNGs under ``cfg.out``
     (``bars``: progress bars on stderr for the tasks' query loops)."""
-    from midivae.evaluate import report
     from midivae.evaluate.labels import single_genre_labels
 
     t_start = time.perf_counter()

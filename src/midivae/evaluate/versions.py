@@ -283,3 +283,20 @@ def generated_versions(
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
 
+
+
+def validation_version_sets(store: Path, presets: Sequence[str] = ("hard", "hard-drums"), real_csv: Path | None = None,
+                            split: str = "validation") -> dict[str, VersionSet]:
+    """The sets the experiments compare version rules on: the ``split`` songs of a phrase store
+    re-rendered with each preset among all the store's songs (written to a temporary folder),
+    and, with ``real_csv``, the real versions beside it as ``"real"``."""
+    import tempfile
+
+    from midivae.evaluate.data import load_store_split_first
+
+    songs, n_first = load_store_split_first(store, split)
+    tmp = Path(tempfile.mkdtemp(prefix="midivae-version-sets-"))
+    sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
+    if real_csv is not None:
+        sets["real"] = load_versions(Path(real_csv).parent, real_csv)
+    return sets
