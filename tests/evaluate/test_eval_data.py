@@ -32,6 +32,12 @@ def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path):
     songs, n_first = load_store_split_first(tmp_path / "store", "test")
     test_first = [x.song_id for x in load_store_split(tmp_path / "store", "test", None)]
     assert [x.song_id for x in songs[:n_first]] == test_first and len(songs) == len(files)
+    # the experiments' version sets: the split's songs re-rendered among all the store's songs
+    from midivae.evaluate.versions import validation_version_sets
+
+    sets = validation_version_sets(tmp_path / "store", ("basic",), split="test")
+    assert list(sets) == ["basic"] and len(sets["basic"].songs) == len(files) + n_first
+    assert sets["basic"].n_queries == 2 * n_first
 
 
 def test_folder_split_by_hash_is_disjoint_and_stable(lpd_dir):
