@@ -214,7 +214,7 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         note = f"{folder} with {csv_path}"
         if vs.skipped:
             files = f"{len(vs.skipped)} file{'s' if len(vs.skipped) > 1 else ''}"
-            note += f"; {files} skipped (unreadable, no note, or in the CSV but not the folder)"
+            note += f"; {files} skipped (unreadable, empty, or in the CSV but not the folder)"
             log(f"versions: skipped {files}, e.g. {vs.skipped[0]}")
     else:
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))

@@ -11,6 +11,7 @@ distractor.
 from __future__ import annotations
 
 import csv
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from midivae.constants import (CYMBALS, DRUMS, LOWEST_PITCH, LPD_N_PITCHES, MIDI_SUFFIXES, N_PITCHES, PITCHED_TRACKS,
                                STEPS_PER_BAR)
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
-from midivae.evaluate.data import SongPhrases, find_files, read_song_file
+from midivae.evaluate.data import SongPhrases, find_files, load_store_split_first, read_song_file
 from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
 
 #: what a version folder may hold: MIDI files and LPD-5 ``.npz`` pianorolls, mixed or not
@@ -290,10 +291,6 @@ def validation_version_sets(store: Path, presets: Sequence[str] = ("hard", "hard
     """The sets the experiments compare version rules on: the ``split`` songs of a phrase store
     re-rendered with each preset among all the store's songs (written to a temporary folder),
     and, with ``real_csv``, the real versions beside it as ``"real"``."""
-    import tempfile
-
-    from midivae.evaluate.data import load_store_split_first
-
     songs, n_first = load_store_split_first(store, split)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-version-sets-"))
     sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
