@@ -96,3 +96,23 @@ def test_fingerprints_count_in_an_index_shorter_than_the_shortlist():
     plain = pairwise(prepare(q[:, :2], "cosine"), prepare(x[:, :2], "cosine"))[0]
     assert np.argmin(plain) == 0 and np.argmin(d) == 1  # the fingerprint decides
     assert np.allclose(d, plain + 0.2 * np.array([1.0, 0.0]))
+
+
+def test_shuffled_label_band_matches_the_vote_and_stays_near_chance():
+    """With the true labels the fast path gives knn_vote's and precision_at_k's figures; shuffling
+    labels over two perfectly separated groups gives about chance, the same for the same seed."""
+    from midivae.evaluate.metrics import balanced_accuracy, knn_vote, precision_at_k, shuffled_label_band
+
+    y = np.repeat([0, 1], 20)
+    d = np.where(y[:, None] == y[None, :], 0.1, 1.0) + np.random.default_rng(1).random((40, 40)) * 0.01
+    np.fill_diagonal(d, np.inf)
+    same = (y[:, None] == y[None, :]) & ~np.eye(40, dtype=bool)
+    assert balanced_accuracy(knn_vote(d, y, 2, 10), y) == 1.0 and precision_at_k(d, same, 10).mean() == 1.0
+    band = shuffled_label_band(d, y, 2, 10, n_shuffles=300, seed=3)
+    assert 0.5 < band["balanced"] < 0.75 and 0.45 < band["precision@10"] < 0.7
+    assert band == shuffled_label_band(d, y, 2, 10, n_shuffles=300, seed=3)
+    one = shuffled_label_band(d, y, 2, 10, n_shuffles=1, quantile=1.0, seed=0)  # one shuffle, its own figures
+    perm = np.random.default_rng(0).permutation(y)
+    same_perm = (perm[:, None] == perm[None, :]) & ~np.eye(40, dtype=bool)
+    assert one["balanced"] == pytest.approx(balanced_accuracy(knn_vote(d, perm, 2, 10), perm))
+    assert one["precision@10"] == pytest.approx(precision_at_k(d, same_perm, 10).mean())

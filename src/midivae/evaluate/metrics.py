@@ -310,11 +310,32 @@ def knn_vote(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.
     """
     n = d.shape[0]
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
-    w = knn_weights(d, k, tol)
-    onehot = np.eye(n_classes)[labels]
-    votes = w @ onehot
+    return vote_shares(knn_weights(d, k, tol) @ np.eye(n_classes)[labels])
+
+
+def vote_shares(votes: np.ndarray) -> np.ndarray:
+    """Per query, the probability of predicting each class from its votes (top classes tied share)."""
     top = votes >= votes.max(axis=1, keepdims=True) - 1e-9
     return top / top.sum(axis=1, keepdims=True)
+
+
+def shuffled_label_band(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.ndarray | float = 0.0,
+                        n_shuffles: int = 200, quantile: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """The ``quantile`` of balanced k-NN accuracy and of precision@k over ``n_shuffles`` random
+    reassignments of the labels to the same songs (``d``'s neighbourhoods kept): how high a figure
+    an embedding reaches by chance on this many songs of these classes. A figure below its band
+    does not show that the embedding groups the labels at all."""
+    n = d.shape[0]
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
+    w = knn_weights(np.asarray(d, dtype=np.float64), k, tol)  # excluded songs (the query) weigh 0
+    eye, rows, rng = np.eye(n_classes), np.arange(n), np.random.default_rng(seed)
+    balanced, precision = [], []
+    for _ in range(n_shuffles):
+        y = rng.permutation(labels)
+        votes = w @ eye[y]
+        balanced.append(balanced_accuracy(vote_shares(votes), y))
+        precision.append(float(votes[rows, y].mean() / k))
+    return {"balanced": float(np.quantile(balanced, quantile)), f"precision@{k}": float(np.quantile(precision, quantile))}
 
 
 def balanced_accuracy(prob_pred: np.ndarray, labels: np.ndarray) -> float:

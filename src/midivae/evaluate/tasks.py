@@ -368,11 +368,13 @@ def genre_consistency(
     labels: dict[str, str],
     k: int = 10,
     vectors=None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Song vectors of the labelled songs: precision@k of same-genre neighbours and
     leave-one-out k-NN balanced accuracy (expected vote; ties shared), beside the majority
-    rate and chance. ``labels``: song id -> genre (songs with exactly one label)."""
-    from midivae.evaluate.metrics import balanced_accuracy, knn_vote, precision_at_k
+    rate, chance, and what this embedding reaches with the labels shuffled over its songs (the
+    95th percentile of 200 shuffles). ``labels``: song id -> genre (songs with exactly one label)."""
+    from midivae.evaluate.metrics import balanced_accuracy, knn_vote, precision_at_k, shuffled_label_band
 
     emb = as_embedding(embed, distance)
     songs = [s for s in as_songs(songs) if len(s) and s.song_id in labels]
@@ -392,6 +394,7 @@ def genre_consistency(
     np.fill_diagonal(same, False)
     prob = knn_vote(d, y, len(names), k, tol)
     counts = np.bincount(y, minlength=len(names))
+    band = shuffled_label_band(d, y, len(names), k, tol, seed=seed)
     return {
         "balanced_knn_accuracy": balanced_accuracy(prob, y),
         f"precision@{k}": float(precision_at_k(d, same, k, tol).mean()),
@@ -399,6 +402,8 @@ def genre_consistency(
         "chance_balanced": 1.0 / len(names),
         "majority_rate": float(counts.max() / len(y)),
         f"chance_precision@{k}": float(((counts[y] - 1) / (len(y) - 1)).mean()),
+        "shuffled95_balanced": band["balanced"],
+        f"shuffled95_precision@{k}": band[f"precision@{k}"],
         "n_songs": len(songs),
         "n_genres": len(names),
     }
