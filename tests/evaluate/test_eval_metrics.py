@@ -116,3 +116,14 @@ def test_shuffled_label_band_matches_the_vote_and_stays_near_chance():
     same_perm = (perm[:, None] == perm[None, :]) & ~np.eye(40, dtype=bool)
     assert one["balanced"] == pytest.approx(balanced_accuracy(knn_vote(d, perm, 2, 10), perm))
     assert one["precision@10"] == pytest.approx(precision_at_k(d, same_perm, 10).mean())
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    from midivae.evaluate.metrics import bootstrap_interval
+
+    assert bootstrap_interval(np.full(50, 0.7)) == pytest.approx((0.7, 0.7))
+    hits = np.r_[np.ones(200), np.zeros(200)]
+    lo, hi = bootstrap_interval(hits)
+    assert 0.43 < lo < 0.5 < hi < 0.57  # about 0.5 -/+ 1.96 * 0.025
+    assert bootstrap_interval(hits) == (lo, hi)  # seeded
+    assert np.isnan(bootstrap_interval(np.array([]))[0])

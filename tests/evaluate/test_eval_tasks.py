@@ -115,8 +115,10 @@ def test_version_identification_identity_and_constant(make_songs):
     vs = VersionSet(files, groups)
     r = tasks.version_identification(vs, identity, "euclidean")
     assert r["n_queries"] == 8 and r["hit@1"] == 1.0
+    assert r["hit@1_lo95"] == r["hit@1_hi95"] == 1.0  # every query a hit: no spread
     c = tasks.version_identification(vs, constant, "euclidean")
     assert c["hit@1"] == pytest.approx(1 / 11)
+    assert c["hit@1_lo95"] <= c["hit@1"] <= c["hit@1_hi95"]
 
 
 def test_version_identification_searches_files_with_several_embed(make_songs):

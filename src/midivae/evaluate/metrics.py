@@ -346,6 +346,18 @@ def balanced_accuracy(prob_pred: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean([correct[labels == c].mean() for c in classes]))
 
 
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, n_resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-query values (the queries resampled with
+    replacement): how far the figure could move on another draw of as many queries."""
+    v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return float("nan"), float("nan")
+    means = v[np.random.default_rng(seed).integers(0, len(v), size=(n_resamples, len(v)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
 def summarise(values: dict[str, np.ndarray]) -> dict[str, float]:
     """Mean of each per-query array (MRR from 'rr'), as plain floats."""
     out: dict[str, float] = {}

@@ -21,6 +21,7 @@ from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_b
 from midivae.evaluate.metrics import (
     Prepared,
     RankStats,
+    bootstrap_interval,
     first_relevant_metrics,
     group_min,
     is_two_stage,
@@ -488,7 +489,10 @@ def version_identification(
         rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
         file_d = np.where(candidate, file_d, rest)
     tol = np.maximum.reduceat(tol_rows, qstarts)
-    out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
+    ranks = other_version_ranks(file_d, query_files, gid, ks, tol)
+    out = summarise(ranks)
+    if 1 in ks:  # how far Hit@1 could move on another draw of as many queries
+        out["hit@1_lo95"], out["hit@1_hi95"] = bootstrap_interval(ranks["hit@1"])
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
     return out
