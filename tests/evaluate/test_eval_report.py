@@ -86,3 +86,31 @@ def test_cli_refuses_bad_counts_and_a_single_file(lpd_dir, tmp_path):
     one_file = next(lpd_dir.rglob("*.npz"))
     res = CliRunner().invoke(main, ["evaluate", "--data", str(one_file), "--out", str(tmp_path)])
     assert res.exit_code == 1 and "folder of .npz or MIDI files" in res.output and "Traceback" not in res.output
+
+
+def test_targets_read_the_model_row_and_carry_the_intervals():
+    """check_targets on a hand-made metrics dict: thresholds, 'above every baseline', and the
+    bootstrap intervals / shuffled-label bands in the notes."""
+    from midivae.evaluate.report import check_targets
+
+    rob = {"drop_20pct_notes/phrase_hit1": 0.96, "drop_20pct_notes/phrase_hit1_lo95": 0.94,
+           "drop_20pct_notes/phrase_hit1_hi95": 0.97, "drop_20pct_notes/song_hit1": 0.99,
+           "transpose_up_2/song_hit1": 0.90, "transpose_up_2/song_hit1_anykey": 0.97,
+           "transpose_up_2/song_hit1_anykey_lo95": 0.96, "transpose_up_2/song_hit1_anykey_hi95": 0.98}
+    model = {"kind": "model", "protocol": {"top1": 1.0},
+             "excerpt": {"hit@1": 0.9, "mrr": 0.92, "hit@1_lo95": 0.88, "hit@1_hi95": 0.92},
+             "robustness": rob,
+             "genre": {"balanced_knn_accuracy": 0.2, "precision@10": 0.5, "n_songs": 64,
+                       "shuffled95_balanced": 0.1, "shuffled95_precision@10": 0.45},
+             "versions": {"hit@1": 0.55, "hit@1_lo95": 0.48, "hit@1_hi95": 0.62}}
+    base = {"kind": "baseline", "excerpt": {"hit@1": 0.7}, "genre": {"balanced_knn_accuracy": 0.25, "precision@10": 0.4}}
+    got = {t["target"]: t for t in check_targets({"methods": {"model": model, "raw_cosine": base}})}
+    assert got["excerpt Hit@1 ≥ 0.85"]["met"] and "0.880–0.920" in got["excerpt Hit@1 ≥ 0.85"]["note"]
+    worst = got["song Hit@1 ≥ 0.95 under every alteration (any-key for transpositions)"]
+    assert worst["value"] == 0.97 and worst["met"] and "transpose_up_2" in worst["note"] and "0.960–0.980" in worst["note"]
+    drop = got["drop_20pct_notes: altered phrase's original first ≥ 0.95"]
+    assert drop["met"] and "0.940–0.970" in drop["note"]
+    assert not got["genre balanced 10-NN above every baseline"]["met"]  # 0.2 < the baseline's 0.25
+    assert got["genre precision@10 above every baseline"]["met"] and "0.450" in got["genre precision@10 above every baseline"]["note"]
+    versions = got["version identification Hit@1 ≥ 0.50"]
+    assert versions["met"] and "0.480–0.620" in versions["note"]

@@ -353,7 +353,10 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, n_resamples: int
     v = np.asarray(values, dtype=np.float64)
     if not len(v):
         return float("nan"), float("nan")
-    means = v[np.random.default_rng(seed).integers(0, len(v), size=(n_resamples, len(v)))].mean(axis=1)
+    rng = np.random.default_rng(seed)
+    step = max(1, 10_000_000 // len(v))  # resamples drawn at a time: ~80 MB at most
+    means = np.concatenate([v[rng.integers(0, len(v), size=(min(step, n_resamples - a), len(v)))].mean(axis=1)
+                            for a in range(0, n_resamples, step)])
     tail = (1.0 - level) / 2.0
     return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 

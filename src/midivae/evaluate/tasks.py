@@ -91,8 +91,11 @@ def _concat(stats):
 
 
 def _hits(stats, ks: Sequence[int], prefix: str = "") -> dict[str, float]:
+    """Hit@k and MRR of rank statistics; for Hit@1 also its bootstrap 95% interval over the queries."""
     out = {f"{prefix}hit@{k}": float(np.mean(stats.hit(k))) if len(stats.closer) else float("nan") for k in ks}
     out[f"{prefix}mrr"] = float(np.mean(stats.reciprocal_rank())) if len(stats.closer) else float("nan")
+    if 1 in ks:
+        out[f"{prefix}hit@1_lo95"], out[f"{prefix}hit@1_hi95"] = bootstrap_interval(stats.hit(1))
     return out
 
 
@@ -320,13 +323,15 @@ def robustness(
                 song_ak.append(s1)
                 row_ak.append(r1)
             bar.update(len(s0.closer))
-        got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum()),
-               f"{name}/song_hit1": _hits(_concat(song_st), (1,))["hit@1"],
-               f"{name}/phrase_hit1": _hits(_concat(row_st), (1,))["hit@1"]}
+        got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum())}
+        parts = [("song_hit1", song_st), ("phrase_hit1", row_st)]
         if song_ak:
             got[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
-            got[f"{name}/song_hit1_anykey"] = _hits(_concat(song_ak), (1,))["hit@1"]
-            got[f"{name}/phrase_hit1_anykey"] = _hits(_concat(row_ak), (1,))["hit@1"]
+            parts += [("song_hit1_anykey", song_ak), ("phrase_hit1_anykey", row_ak)]
+        for key, stats in parts:  # each Hit@1 with its bootstrap 95% interval
+            hits = _hits(_concat(stats), (1,))
+            got[f"{name}/{key}"] = hits["hit@1"]
+            got[f"{name}/{key}_lo95"], got[f"{name}/{key}_hi95"] = hits["hit@1_lo95"], hits["hit@1_hi95"]
         return got
 
     with progress_bar(sum(int(keep.sum()) for keep in queries.kept.values())) as bar:
