@@ -97,7 +97,7 @@ def test_targets_read_the_model_row_and_carry_the_intervals():
            "drop_20pct_notes/phrase_hit1_hi95": 0.97, "drop_20pct_notes/song_hit1": 0.99,
            "transpose_up_2/song_hit1": 0.90, "transpose_up_2/song_hit1_anykey": 0.97,
            "transpose_up_2/song_hit1_anykey_lo95": 0.96, "transpose_up_2/song_hit1_anykey_hi95": 0.98}
-    model = {"kind": "model", "protocol": {"top1": 1.0},
+    model = {"kind": "model", "protocol": {"top1": 1.0, "top1_lo95": 1.0, "top1_hi95": 1.0},
              "excerpt": {"hit@1": 0.9, "mrr": 0.92, "hit@1_lo95": 0.88, "hit@1_hi95": 0.92},
              "robustness": rob,
              "genre": {"balanced_knn_accuracy": 0.2, "precision@10": 0.5, "n_songs": 64,
@@ -105,6 +105,7 @@ def test_targets_read_the_model_row_and_carry_the_intervals():
              "versions": {"hit@1": 0.55, "hit@1_lo95": 0.48, "hit@1_hi95": 0.62}}
     base = {"kind": "baseline", "excerpt": {"hit@1": 0.7}, "genre": {"balanced_knn_accuracy": 0.25, "precision@10": 0.4}}
     got = {t["target"]: t for t in check_targets({"methods": {"model": model, "raw_cosine": base}})}
+    assert got["original protocol top-1 ≥ 0.99"]["note"] == "95% interval 1.000–1.000"
     assert got["excerpt Hit@1 ≥ 0.85"]["met"] and "0.880–0.920" in got["excerpt Hit@1 ≥ 0.85"]["note"]
     worst = got["song Hit@1 ≥ 0.95 under every alteration (any-key for transpositions)"]
     assert worst["value"] == 0.97 and worst["met"] and "transpose_up_2" in worst["note"] and "0.960–0.980" in worst["note"]

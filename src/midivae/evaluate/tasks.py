@@ -128,7 +128,8 @@ def original_protocol(
     d = pairwise(z1, z2)
     stats = rank_of_target(d, np.arange(len(songs)), tie_tolerance(z1, z2))
     out = _hits(stats, (1,))
-    return {"top1": out["hit@1"], "mrr": out["mrr"], "n_songs": len(songs), "chance_top1": 1.0 / len(songs)}
+    return {"top1": out["hit@1"], "top1_lo95": out["hit@1_lo95"], "top1_hi95": out["hit@1_hi95"], "mrr": out["mrr"],
+            "n_songs": len(songs), "chance_top1": 1.0 / len(songs)}
 
 
 # --------------------------------------------------------------------------- task 2
