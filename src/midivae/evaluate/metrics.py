@@ -362,8 +362,11 @@ def bootstrap_interval(values: np.ndarray, level: float = 0.95, n_resamples: int
 
 
 def summarise(values: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean of each per-query array (MRR from 'rr'), as plain floats."""
+    """Mean of each per-query array (MRR from 'rr'), as plain floats; Hit@1 also with its
+    bootstrap 95% interval over the queries (``hit@1_lo95``, ``hit@1_hi95``)."""
     out: dict[str, float] = {}
     for key, v in values.items():
         out["mrr" if key == "rr" else key] = float(np.mean(v)) if len(v) else float("nan")
+    if "hit@1" in values:
+        out["hit@1_lo95"], out["hit@1_hi95"] = bootstrap_interval(values["hit@1"])
     return out

@@ -21,7 +21,6 @@ from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_b
 from midivae.evaluate.metrics import (
     Prepared,
     RankStats,
-    bootstrap_interval,
     first_relevant_metrics,
     group_min,
     is_two_stage,
@@ -91,12 +90,10 @@ def _concat(stats):
 
 
 def _hits(stats, ks: Sequence[int], prefix: str = "") -> dict[str, float]:
-    """Hit@k and MRR of rank statistics; for Hit@1 also its bootstrap 95% interval over the queries."""
-    out = {f"{prefix}hit@{k}": float(np.mean(stats.hit(k))) if len(stats.closer) else float("nan") for k in ks}
-    out[f"{prefix}mrr"] = float(np.mean(stats.reciprocal_rank())) if len(stats.closer) else float("nan")
-    if 1 in ks:
-        out[f"{prefix}hit@1_lo95"], out[f"{prefix}hit@1_hi95"] = bootstrap_interval(stats.hit(1))
-    return out
+    """Hit@k and MRR of rank statistics, summarised as every ranking task's (:func:`summarise`)."""
+    per_query = {f"hit@{k}": stats.hit(k) for k in ks}
+    per_query["rr"] = stats.reciprocal_rank()
+    return {prefix + key: v for key, v in summarise(per_query).items()}
 
 
 # --------------------------------------------------------------------------- task 1
@@ -495,10 +492,7 @@ def version_identification(
         rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
         file_d = np.where(candidate, file_d, rest)
     tol = np.maximum.reduceat(tol_rows, qstarts)
-    ranks = other_version_ranks(file_d, query_files, gid, ks, tol)
-    out = summarise(ranks)
-    if 1 in ks:  # how far Hit@1 could move on another draw of as many queries
-        out["hit@1_lo95"], out["hit@1_hi95"] = bootstrap_interval(ranks["hit@1"])
+    out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
     return out
