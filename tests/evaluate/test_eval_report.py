@@ -17,7 +17,7 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
     m = run_evaluation(cfg)
     text = (out / "report.md").read_text()
     for heading in ("## Summary", "## 1. Original protocol", "## 2. Excerpt retrieval", "## 3. Robustness",
-                    "## 6. Version identification", "## 7. Cost", "## 8. Pictures"):
+                    "## 6. Version identification", "## 7. Cost", "## 8. Pictures", "## Run time"):
         assert heading in text
     for png in ("genre_map.png", "queries.png", "excerpt.png"):
         assert (out / png).stat().st_size > 1000
@@ -26,6 +26,10 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
     saved = json.loads((out / "metrics.json").read_text())
     assert set(saved["methods"]) == {"raw", "raw_cosine", "chroma", "pca", "bag_of_bars", "bag_of_bars_pca", "random"}
     assert saved["data"]["n_songs"] == 10
+    # where the time went: encoding and every task, per method, adding up to the method's total
+    steps = saved["methods"]["chroma"]["task_seconds"]
+    assert list(steps) == ["encoding", "protocol", "excerpt", "robustness", "genre", "versions", "cost"]
+    assert 0 < sum(steps.values()) <= saved["methods"]["chroma"]["seconds"]
     # the random floor stays low; raw pianorolls find excerpts of their own song more often
     ex = {k: v["excerpt"]["hit@1"] for k, v in m["methods"].items()}
     assert ex["random"] < ex["raw_cosine"]

@@ -317,10 +317,23 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         if pics.get("queries"):
             L += [f"Excerpt queries (left) beside the nearest phrase of their top-3 songs with `{pics['method']}` "
                   "(a ✓ marks the query's own song).", "", f"![queries]({prefix}{pics['queries']})", ""]
+    L += _run_time(methods, names)
     L += ["## Methods", ""] + [f"- `{n}` ({methods[n]['distance']}): {methods[n].get('notes', '')}" for n in names] + [""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L))
     return path
+
+
+def _run_time(methods: dict, names: list[str]) -> list[str]:
+    """Seconds per method and task: where a run on a large collection spends its time."""
+    timed = [n for n in names if methods[n].get("task_seconds")]
+    if not timed:
+        return []
+    steps = list(dict.fromkeys(s for n in timed for s in methods[n]["task_seconds"]))  # run order
+    rows = [[n] + [_get(methods[n], "task_seconds", s) for s in steps] + [methods[n].get("seconds")] for n in timed]
+    return ["## Run time", "", "Seconds per method and task in this run (encoding: the method's vectors of every "
+            "evaluated phrase; the tasks encode their own queries).", "",
+            _table(["method", *steps, "total"], rows), ""]
 
 
 def _first(methods: dict) -> dict:

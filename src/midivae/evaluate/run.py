@@ -158,11 +158,15 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
             "versions": lambda: T.version_identification(versions, emb),
             "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed),
         }
+        task_seconds = {"encoding": time.perf_counter() - t_m}
         for task, step in steps.items():
             if task in cfg.tasks:
+                t_task = time.perf_counter()
                 with progress(f"{emb.name}: {task}" if bars else None):
                     r[task] = step()
+                task_seconds[task] = time.perf_counter() - t_task
         r["seconds"] = time.perf_counter() - t_m
+        r["task_seconds"] = task_seconds
         results[emb.name] = r
         log(f"{emb.name}: done in {r['seconds']:.1f} s")
 
