@@ -162,6 +162,64 @@ def test_version_folder_mixes_npz_and_midi(mixed_version_folder):
     assert r["hit@1"] == 1.0 and r["n_songs_with_versions"] == 4
 
 
+def test_version_csvs_as_people_write_them(make_songs, tmp_path):
+    """The held-out versions come with a CSV of unknown form: other header names, no header, tabs
+    or semicolons, bare file names of files in subfolders, names without their suffix, absolute
+    paths, Windows separators. Each names the same pairs as the plain ``file,song`` table."""
+    import shutil
+
+    from midivae.evaluate.versions import load_versions, make_version_folder
+
+    make_version_folder(make_songs(4, half=2, seed=5), tmp_path / "flat", n_versioned=2, seed=1)
+    reference = load_versions(tmp_path / "flat")
+    pairs = [line.split(",") for line in (tmp_path / "flat" / "versions.csv").read_text().splitlines()[1:]]
+    folder = tmp_path / "nested"  # every file in a folder of its own song
+    for name, song in pairs:
+        (folder / song).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "flat" / name, folder / song / name)
+    for name in {f.name for f in (tmp_path / "flat").glob("*.mid")} - {n for n, _ in pairs}:
+        (folder / "other").mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "flat" / name, folder / "other" / name)
+    forms = {
+        "headerless": "".join(f"{n},{s}\n" for n, s in pairs),
+        "tabs, other names": "midi_file\tclique\n" + "".join(f"{n}\t{s}\n" for n, s in pairs),
+        "semicolons, song first": "work;filename\n" + "".join(f"{s};{n}\n" for n, s in pairs),
+        "unknown names, no suffix": "a,b\n" + "".join(f"{Path(n).stem},{s}\n" for n, s in pairs),
+        "absolute paths": "path,song\n" + "".join(f"{folder / s / n},{s}\n" for n, s in pairs),
+        "windows separators": "# exported\nfile,song\n\n" + "".join(f"{s}\\{n},{s}\n" for n, s in pairs),
+    }
+    def grouped(vs):
+        return sorted((g, Path(s.song_id).name) for g, s in zip(vs.group, vs.songs) if not g.startswith("__distractor__"))
+
+    assert reference.n_queries == 4 and len(grouped(reference)) == 6  # the CSV names every file
+    for form, text in forms.items():
+        (tmp_path / "versions.csv").write_text(text)
+        vs = load_versions(folder, tmp_path / "versions.csv")
+        assert len(vs.songs) == len(reference.songs) and not vs.skipped, form
+        assert grouped(vs) == grouped(reference), form
+
+
+def test_a_version_csv_name_two_files_share_is_skipped(make_songs, tmp_path):
+    """A bare name that two files of the folder carry could be either: it is skipped and said."""
+    import shutil
+
+    from midivae.errors import InvalidInputError
+    from midivae.evaluate.versions import load_versions, make_version_folder
+
+    make_version_folder(make_songs(4, half=2, seed=5), tmp_path, n_versioned=2, seed=1)
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "song00.mid", tmp_path / "copy" / "song00.mid")
+    (tmp_path / "versions.csv").write_text("file,song\nsong00.mid,a\nsong00__v2.mid,a\nsong01.mid,b\nsong01__v2.mid,b\n")
+    vs = load_versions(tmp_path)
+    assert vs.n_queries == 4  # song00.mid at the top level is found by its path
+    (tmp_path / "list.csv").write_text("file,song\ncopy/../song00.mid,a\nx/song00.mid,a\n")
+    with pytest.raises(InvalidInputError, match="matches 2 files"):
+        load_versions(tmp_path, tmp_path / "list.csv")
+    (tmp_path / "list.csv").write_text("track,artist,year\nsong00.mid,x,1999\n")
+    with pytest.raises(InvalidInputError, match="track, artist, year"):
+        load_versions(tmp_path, tmp_path / "list.csv")
+
+
 def test_a_version_folder_without_a_pair_is_refused(make_songs, tmp_path):
     """A CSV that pairs no two readable files is a clear input error, not a failure in the task."""
     from midivae.errors import InvalidInputError

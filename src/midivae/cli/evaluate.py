@@ -38,7 +38,8 @@ def register(main: click.Group) -> None:
 @click.option("--max-fit-songs", type=click.IntRange(min=1), default=200, show_default=True, help="Songs used to fit the PCA baselines.")
 @click.option("--versions-csv", type=click.Path(exists=True, path_type=Path), default=None,
               help="CSV file,song naming which files of a folder of versions (MIDI or LPD-5 .npz) are transcriptions "
-                   "of one song; every other file is a distractor (default: a folder generated from the evaluated songs).")
+                   "of one song; every other file is a distractor (default: a folder generated from the evaluated songs). "
+                   "Two columns may carry any header or none; files are found by path, else by their unique name.")
 @click.option("--versions-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Folder of the version files (default: the CSV's folder); alone, its versions.csv is read.")
 @click.option("--versions-preset", type=click.Choice(list(VERSION_PRESETS)), default=DEFAULT_PRESET,

@@ -11,6 +11,7 @@ distractor.
 from __future__ import annotations
 
 import csv
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,11 @@ from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
 
 #: what a version folder may hold: MIDI files and LPD-5 ``.npz`` pianorolls, mixed or not
 VERSION_SUFFIXES: tuple[str, ...] = (".npz", *MIDI_SUFFIXES)
-FILE_COLUMNS = ("file", "path", "filename")
-SONG_COLUMNS = ("song", "song_id", "group", "work")
+#: header names read as the file column and as the song column (case-insensitive); a CSV of two
+#: columns with other names, or with no header at all, is read as (file, song)
+FILE_COLUMNS = ("file", "path", "filename", "file_name", "filepath", "file_path", "midi", "midi_file", "midi_path")
+SONG_COLUMNS = ("song", "song_id", "group", "work", "work_id", "clique", "clique_id", "cluster", "cluster_id", "label",
+                "title", "version_of")
 
 
 @dataclass(frozen=True)
@@ -47,35 +51,81 @@ class VersionSet:
 
 
 def read_versions_csv(csv_path: Path) -> dict[str, str]:
-    """file (relative to the CSV's folder) -> song."""
+    """file (as the CSV writes it) -> song. The columns are found by their header names
+    (:data:`FILE_COLUMNS`, :data:`SONG_COLUMNS`); a CSV of two columns may have other names or
+    no header (its first row is then data when it names a MIDI or ``.npz`` file). Commas, tabs,
+    semicolons or bars separate the columns; empty rows and rows starting with ``#`` are skipped."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise NotFoundError(f"{csv_path}: versions CSV not found")
-    with csv_path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        fcol = next((reader.fieldnames[i] for i, f in enumerate(fields) if f in FILE_COLUMNS), None)
-        scol = next((reader.fieldnames[i] for i, f in enumerate(fields) if f in SONG_COLUMNS), None)
-        if fcol is None or scol is None:
-            raise InvalidInputError(csv_path, f"needs a file column ({'/'.join(FILE_COLUMNS)}) and a song column ({'/'.join(SONG_COLUMNS)})")
-        return {row[fcol].strip(): row[scol].strip() for row in reader if row.get(fcol)}
+    text = csv_path.read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], delimiters=",\t;|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text), dialect)]
+    rows = [r for r in rows if any(r) and not r[0].startswith("#")]
+    if not rows:
+        raise InvalidInputError(csv_path, "holds no rows (expected file,song)")
+    head = [c.lower() for c in rows[0]]
+    fcol = next((i for i, c in enumerate(head) if c in FILE_COLUMNS), None)
+    scol = next((i for i, c in enumerate(head) if c in SONG_COLUMNS), None)
+    body = rows[1:]
+    if len(head) == 2 and (fcol is None) != (scol is None):  # one of two named: the other is the other
+        fcol, scol = (1 - scol, scol) if fcol is None else (fcol, 1 - fcol)
+    elif fcol is None and scol is None and len(head) == 2:
+        fcol, scol = 0, 1
+        if Path(rows[0][0]).suffix.lower() in VERSION_SUFFIXES or (csv_path.parent / rows[0][0]).is_file():
+            body = rows  # no header: the first row is a file and its song
+    if fcol is None or scol is None:
+        raise InvalidInputError(csv_path, f"needs a file column ({'/'.join(FILE_COLUMNS)}) and a song column "
+                                f"({'/'.join(SONG_COLUMNS)}), or just two columns (file, song); its header is "
+                                f"{', '.join(rows[0])}")
+    return {r[fcol]: r[scol] for r in body if len(r) > max(fcol, scol) and r[fcol] and r[scol]}
+
+
+def match_files(mapping: dict[str, str], files: Sequence[Path], bases: Sequence[Path]) -> tuple[dict[Path, str], list[str]]:
+    """Each CSV file entry's file among ``files``: its path relative to one of ``bases`` (the CSV's
+    folder, the version folder) or absolute; else the one file of that name, or of that name
+    without its suffix (case-insensitive; a name two files share is ambiguous). Returns resolved
+    path -> song, and a line per entry that matches no file or several."""
+    by_path = {f.resolve(): f for f in files}
+    by_name: dict[str, list[Path]] = {}
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        by_name.setdefault(f.name.lower(), []).append(f)
+        by_stem.setdefault(f.stem.lower(), []).append(f)
+    found: dict[Path, str] = {}
+    skipped: list[str] = []
+    for key, song in mapping.items():
+        rel = key.replace("\\", "/")
+        hit = next((p for p in ((b / rel).resolve() for b in bases) if p in by_path), None)
+        if hit is None:
+            name = Path(rel).name.lower()
+            cands = by_name.get(name) or by_stem.get(name) or []
+            if len(cands) > 1:
+                skipped.append(f"{key}: named in the versions CSV, matches {len(cands)} files by name")
+                continue
+            hit = cands[0].resolve() if cands else None
+        if hit is None:
+            skipped.append(f"{key}: named in the versions CSV, not found")
+            continue
+        found[hit] = song
+    return found, skipped
 
 
 def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
     """Read every MIDI or LPD ``.npz`` file under ``folder`` (one collection may mix them); group
-    files by the CSV (default folder/versions.csv). Unreadable files, and files the CSV names
-    that are not in the folder, are listed in ``skipped``."""
+    files by the CSV (default folder/versions.csv; see :func:`read_versions_csv` and
+    :func:`match_files`). Unreadable files, and files the CSV names that are not in the folder,
+    are listed in ``skipped``."""
     folder = Path(folder)
     csv_path = Path(csv_path) if csv_path is not None else folder / "versions.csv"
     mapping = read_versions_csv(csv_path)
-    base = csv_path.parent
     files = find_files(folder, VERSION_SUFFIXES)
     if not files:
         raise NotFoundError(f"{folder}: no MIDI or .npz files")
-    rel_map = {str((base / k).resolve()): v for k, v in mapping.items()}
-    present = {str(f.resolve()) for f in files}
-    skipped = [f"{k}: named in {csv_path.name}, not found under {folder}"
-               for k in mapping if str((base / k).resolve()) not in present]
+    song_of, skipped = match_files(mapping, files, (csv_path.parent, folder))
     out_songs, groups = [], []
     for f in files:
         try:
@@ -88,11 +138,11 @@ def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
             continue
         rel = str(f.relative_to(folder))
         out_songs.append(SongPhrases(rel, song.packed, song.bar_offsets))
-        groups.append(rel_map.get(str(f.resolve()), f"__distractor__/{rel}"))
+        groups.append(song_of.get(f.resolve(), f"__distractor__/{rel}"))
     found = VersionSet(out_songs, groups, tuple(skipped))
     if not found.n_queries:
         raise InvalidInputError(csv_path, f"no song has two readable versions under {folder} "
-                                f"({len(out_songs)} files read, {len(skipped)} skipped"
+                                f"({len(out_songs)} files read, {len(mapping)} named in the CSV, {len(skipped)} skipped"
                                 + (f", e.g. {skipped[0]}" if skipped else "") + ")")
     return found
 
