@@ -197,6 +197,14 @@ def test_version_csvs_as_people_write_them(make_songs, tmp_path):
         vs = load_versions(folder, tmp_path / "versions.csv")
         assert len(vs.songs) == len(reference.songs) and not vs.skipped, form
         assert grouped(vs) == grouped(reference), form
+    # LPD's layout, <MSD id>/<md5>.npz: a file named by the folder it is alone in
+    lpd = tmp_path / "lpd"
+    for i, (name, song) in enumerate(pairs):
+        (lpd / f"TR{i:03d}").mkdir(parents=True)
+        shutil.copy(tmp_path / "flat" / name, lpd / f"TR{i:03d}" / name)
+    (tmp_path / "versions.csv").write_text("msd_id,song\n" + "".join(f"TR{i:03d},{s}\n" for i, (_, s) in enumerate(pairs)))
+    vs = load_versions(lpd, tmp_path / "versions.csv")
+    assert grouped(vs) == grouped(reference) and not vs.skipped
 
 
 def test_a_version_csv_name_two_files_share_is_skipped(make_songs, tmp_path):

@@ -87,14 +87,17 @@ def read_versions_csv(csv_path: Path) -> dict[str, str]:
 def match_files(mapping: dict[str, str], files: Sequence[Path], bases: Sequence[Path]) -> tuple[dict[Path, str], list[str]]:
     """Each CSV file entry's file among ``files``: its path relative to one of ``bases`` (the CSV's
     folder, the version folder) or absolute; else the one file of that name, or of that name
-    without its suffix (case-insensitive; a name two files share is ambiguous). Returns resolved
+    without its suffix, or in a folder of that name (LPD's ``<MSD id>/<md5>.npz``; case-insensitive;
+    a name two files share is ambiguous). Returns resolved
     path -> song, and a line per entry that matches no file or several."""
     by_path = {f.resolve(): f for f in files}
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
+    by_folder: dict[str, list[Path]] = {}
     for f in files:
         by_name.setdefault(f.name.lower(), []).append(f)
         by_stem.setdefault(f.stem.lower(), []).append(f)
+        by_folder.setdefault(f.parent.name.lower(), []).append(f)
     found: dict[Path, str] = {}
     skipped: list[str] = []
     for key, song in mapping.items():
@@ -102,7 +105,7 @@ def match_files(mapping: dict[str, str], files: Sequence[Path], bases: Sequence[
         hit = next((p for p in ((b / rel).resolve() for b in bases) if p in by_path), None)
         if hit is None:
             name = Path(rel).name.lower()
-            cands = by_name.get(name) or by_stem.get(name) or []
+            cands = by_name.get(name) or by_stem.get(name) or by_folder.get(name) or []
             if len(cands) > 1:
                 skipped.append(f"{key}: named in the versions CSV, matches {len(cands)} files by name")
                 continue
