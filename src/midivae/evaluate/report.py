@@ -330,7 +330,10 @@ def _run_time(methods: dict, names: list[str]) -> list[str]:
     if not timed:
         return []
     steps = list(dict.fromkeys(s for n in timed for s in methods[n]["task_seconds"]))  # run order
-    rows = [[n] + [_get(methods[n], "task_seconds", s) for s in steps] + [methods[n].get("seconds")] for n in timed]
+    def sec(v):
+        return "–" if v is None else f"{v:.1f}"
+
+    rows = [[n] + [sec(_get(methods[n], "task_seconds", s)) for s in steps] + [sec(methods[n].get("seconds"))] for n in timed]
     return ["## Run time", "", "Seconds per method and task in this run (encoding: the method's vectors of every "
             "evaluated phrase; the tasks encode their own queries).", "",
             _table(["method", *steps, "total"], rows), ""]
