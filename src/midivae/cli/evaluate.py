@@ -53,7 +53,8 @@ def register(main: click.Group) -> None:
 @click.option("--any-key-queries", type=click.IntRange(min=0), default=500, show_default=True,
               help="How many of them the any-key search (12 transpositions per query) runs on.")
 @click.option("--latent-dim", type=click.IntRange(min=1), default=64, show_default=True, help="Size of PCA/random baselines when no model is evaluated.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the song subsets, sampled queries, alterations and generated versions.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads comparing query chunks against the collection (default: the cores, at most 4; "
                    "results do not depend on it; timings always run on one).")

@@ -56,7 +56,8 @@ def register(main: click.Group) -> None:
                   help="Model checkpoint (default: the shipped model; builtin:bar-profile for no model).")
     @click.option("--kind", type=click.Choice(["exact", "hnsw", "ivf"]), default="exact", show_default=True,
                   help="exact: flat scan; hnsw / ivf: approximate, for large collections.")
-    @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True)
+    @click.option("--metric", type=click.Choice(["cosine", "l2"]), default="cosine", show_default=True,
+                  help="Distance between search vectors (cosine: the model's search head is built for it).")
     @click.option("--force", is_flag=True, help="Replace an existing index at --out (atomically).")
     @quiet_option
     @json_option
@@ -71,7 +72,9 @@ def register(main: click.Group) -> None:
 
     @index_group.command("add")
     @click.argument("index", type=click.Path(exists=True, file_okay=False))
-    @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True))
+    @click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True),
+                  help="Phrase store, MIDI / LPD .npz file, or folder of them (repeatable); songs already in the "
+                       "index are skipped.")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
     @quiet_option
     @json_option
@@ -111,8 +114,9 @@ def register(main: click.Group) -> None:
 
     @main.command("search")
     @click.argument("query")
-    @click.option("--index", "index", required=True, type=click.Path(exists=True, file_okay=False))
-    @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000))
+    @click.option("--index", "index", required=True, type=click.Path(exists=True, file_okay=False),
+                  help="Index folder (midivae index build).")
+    @click.option("-k", "k", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Songs to list.")
     @click.option("--bars", default=None, help="Only query bars A:B (0-based, B excluded).")
     @click.option("--any-key", is_flag=True, help="Also try the 12 transpositions of the pitched tracks.")
     @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="mean", show_default=True,

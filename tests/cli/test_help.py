@@ -1,0 +1,28 @@
+"""Every command and option explains itself in ``--help``."""
+
+import click
+from click.testing import CliRunner
+
+from midivae.cli import main
+
+
+def _commands(cmd: click.Command, path: tuple[str, ...] = ()):
+    if isinstance(cmd, click.Group):
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _commands(cmd.get_command(ctx, name), path + (name,))
+    else:
+        yield path, cmd
+
+
+def test_every_command_and_option_has_help():
+    missing = [f"{' '.join(path)} {p.opts[0]}" for path, cmd in _commands(main) for p in cmd.params
+               if isinstance(p, click.Option) and not p.hidden and not p.help]
+    undocumented = [" ".join(path) for path, cmd in _commands(main) if not (cmd.help or "").strip()]
+    assert not missing and not undocumented, (missing, undocumented)
+
+
+def test_help_of_every_command_renders():
+    for path, _ in _commands(main):
+        res = CliRunner().invoke(main, [*path, "--help"])
+        assert res.exit_code == 0 and "Usage:" in res.output, (path, res.output)
