@@ -236,7 +236,7 @@ def nt_xent(a: Tensor, b: Tensor, temperature: float) -> Tensor:
     sim = z @ z.T / temperature
     n = a.shape[0]
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n, device=sim.device), torch.arange(0, n, device=sim.device)])
     return F.cross_entropy(sim, target)
 
 
@@ -350,8 +350,8 @@ class RetrievalVAE(PhraseVAE):
         if k >= BARS_PER_PHRASE or not self.training:
             recon = bernoulli_nll(self.decode(z), x)
         else:
-            bars = torch.argsort(torch.rand(x.shape[0], BARS_PER_PHRASE), dim=1)[:, :k]
-            target = x[torch.arange(x.shape[0]).unsqueeze(1), bars]
+            bars = torch.argsort(torch.rand(x.shape[0], BARS_PER_PHRASE, device=x.device), dim=1)[:, :k]
+            target = x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), bars]
             recon = bernoulli_nll(self.decoder(self._unscale(z), bars), target) * (BARS_PER_PHRASE / k)
         kl_dims = self.kl_per_dim(mu.float(), logvar.float()).mean(dim=0)
         kl = kl_dims.sum()
