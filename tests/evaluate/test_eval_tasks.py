@@ -188,6 +188,7 @@ def test_version_csvs_as_people_write_them(make_songs, tmp_path):
         "absolute paths": "path,song\n" + "".join(f"{folder / s / n},{s}\n" for n, s in pairs),
         "windows separators": "# exported\nfile,song\n\n" + "".join(f"{s}\\{n},{s}\n" for n, s in pairs),
     }
+
     def grouped(vs):
         return sorted((g, Path(s.song_id).name) for g, s in zip(vs.group, vs.songs) if not g.startswith("__distractor__"))
 

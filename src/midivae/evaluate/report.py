@@ -330,6 +330,7 @@ def _run_time(methods: dict, names: list[str]) -> list[str]:
     if not timed:
         return []
     steps = list(dict.fromkeys(s for n in timed for s in methods[n]["task_seconds"]))  # run order
+
     def sec(v):
         return "–" if v is None else f"{v:.1f}"
 

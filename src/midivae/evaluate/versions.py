@@ -87,9 +87,9 @@ def read_versions_csv(csv_path: Path) -> dict[str, str]:
 def match_files(mapping: dict[str, str], files: Sequence[Path], bases: Sequence[Path]) -> tuple[dict[Path, str], list[str]]:
     """Each CSV file entry's file among ``files``: its path relative to one of ``bases`` (the CSV's
     folder, the version folder) or absolute; else the one file of that name, or of that name
-    without its suffix, or in a folder of that name (LPD's ``<MSD id>/<md5>.npz``; case-insensitive;
-    a name two files share is ambiguous). Returns resolved
-    path -> song, and a line per entry that matches no file or several."""
+    without its suffix, or in a folder of that name (LPD's ``<MSD id>/<md5>.npz``), compared
+    case-insensitively (a name two files share is ambiguous). Returns resolved path -> song, and
+    a line per entry that matches no file or several."""
     by_path = {f.resolve(): f for f in files}
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
