@@ -2,9 +2,12 @@
 
 Starts from the checkpoint's search head and varies the fingerprint hashes and weight; prints
 excerpt Hit@1/MRR, phrase Hit@1 per alteration (no any-key), the worst song Hit@1 (any-key for
-transpositions) and version identification (generated `hard` versions, 302 files).
+transpositions) and version identification (generated `hard` versions, 302 files). With
+``--distractors N`` the first N train songs join the index of the excerpt and robustness tasks
+(queries still from the validation songs only): the collection size of the held-out check.
 
     python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore 0:0 64:0.1 64:0.2
+    python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore --distractors 1000 64:0.2 64:0.4
 
 Session 4 figures are in docs/model_selection.md ("Landmark fingerprints").
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,21 +35,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True)
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--distractors", type=int, default=0, help="train songs added to the excerpt and robustness index")
     ap.add_argument("settings", nargs="+", help="HASHES:WEIGHT (0:0 = no fingerprints)")
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from song_projection import excerpt_among  # the excerpt task among distractor songs
     torch.set_num_threads(2)
     model = midivae.load_model(args.checkpoint)
     base, enc = model.search_head, CachedEncoder(model)
     val = load_store_split(args.store, "validation", None)
-    queries = T.altered_queries(val, 1000, seed=0)
+    val = [s for s in val if len(s)]
+    distractors = [s for s in load_store_split(args.store, "train", None)[: args.distractors] if len(s)]
+    queries = T.altered_queries(val, 1000, seed=0)  # rows of the validation songs, first in the index
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
     for spec in args.settings:
         hashes, weight = spec.split(":")
         model._search_head = dataclasses.replace(base, fingerprint_hashes=int(hashes), fingerprint_weight=float(weight))
         emb = model_embedding(model, "model", "cosine", enc)
-        e = T.excerpt_retrieval(val, emb)
-        r = T.robustness(val, emb, queries=queries)
+        e = dict(zip(("hit@1", "mrr"), excerpt_among(val, distractors, emb)))
+        r = T.robustness(val + distractors, emb, queries=queries)
         v = T.version_identification(versions, emb)
         worst = min(r.get(f"{n}/song_hit1_anykey", r[f"{n}/song_hit1"]) for n in NAMES)
         phrase = " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in NAMES)
