@@ -3,33 +3,50 @@
 Every task takes an embedding function (``embed(phrases) -> (n, d)`` plus a distance, or an
 :class:`Embedding`) and a list of songs (:class:`SongPhrases`, or ``(id, phrases)`` pairs);
 :func:`run_evaluation` runs them all and writes the report.
+
+The names below load on first use (PEP 562), so that a command which only needs a constant of
+one submodule (the CLI's option choices) does not import scipy and every task.
 """
 
-from midivae.evaluate.data import SongPhrases, load_eval_data, load_store_split
-from midivae.evaluate.embedding import Embedding
-from midivae.evaluate.run import EvalConfig, run_evaluation
-from midivae.evaluate.tasks import (
-    cost,
-    excerpt_retrieval,
-    genre_consistency,
-    original_protocol,
-    reconstruction,
-    robustness,
-    version_identification,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Embedding",
-    "EvalConfig",
-    "SongPhrases",
-    "cost",
-    "excerpt_retrieval",
-    "genre_consistency",
-    "load_eval_data",
-    "load_store_split",
-    "original_protocol",
-    "reconstruction",
-    "robustness",
-    "run_evaluation",
-    "version_identification",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_HOMES = {
+    "SongPhrases": "data",
+    "load_eval_data": "data",
+    "load_store_split": "data",
+    "Embedding": "embedding",
+    "EvalConfig": "run",
+    "run_evaluation": "run",
+    "cost": "tasks",
+    "excerpt_retrieval": "tasks",
+    "genre_consistency": "tasks",
+    "original_protocol": "tasks",
+    "reconstruction": "tasks",
+    "robustness": "tasks",
+    "version_identification": "tasks",
+}
+
+__all__ = sorted(_HOMES)
+
+if TYPE_CHECKING:
+    from midivae.evaluate.data import SongPhrases, load_eval_data, load_store_split
+    from midivae.evaluate.embedding import Embedding
+    from midivae.evaluate.run import EvalConfig, run_evaluation
+    from midivae.evaluate.tasks import (cost, excerpt_retrieval, genre_consistency, original_protocol,
+                                        reconstruction, robustness, version_identification)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
