@@ -6,7 +6,8 @@ test split is not touched): per-genre recall of the 10-NN vote, the lift of same
 among each song's 30 nearest (their share over the genre's share), and song vectors mapped
 before the search by what training labels or statistics can fit: centring, PCA whitening, and a
 class-balanced shrinkage LDA, each fitted on half of the labelled training songs (by a hash of
-the song id) and scored on the other half with the validation songs.
+the song id) and scored on the other half with the validation songs. Session 11 adds the
+same-genre AUC (every pair of a song's ranking, so it has signal where a 10-NN vote has none).
 
     python scripts/experiments/genre_probe.py --store /tmp/lpdstore
 
@@ -27,7 +28,8 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import make_baselines, model_embeddings
 from midivae.evaluate.data import flatten, hash_fraction, load_store_split
 from midivae.evaluate.labels import single_genre_labels
-from midivae.evaluate.metrics import balanced_accuracy, knn_vote, pairwise, precision_at_k, prepare, tie_tolerance
+from midivae.evaluate.metrics import (balanced_accuracy, knn_vote, pairwise, precision_at_k, prepare, same_label_auc,
+                                      tie_tolerance)
 
 METHODS = ("model", "model_l2", "raw_cosine", "chroma", "pca", "bag_of_bars", "random")
 
@@ -41,7 +43,8 @@ def song_vectors(emb, flat) -> np.ndarray:
 
 
 def genre_scores(sv: np.ndarray, distance: str, y: np.ndarray, k: int = 10) -> dict[str, object]:
-    """Balanced k-NN accuracy and precision@k as the genre task computes them, per-genre recall and lift@30."""
+    """Balanced k-NN accuracy, precision@k and the same-genre AUC as the genre task computes them,
+    per-genre recall and lift@30."""
     p = prepare(sv.astype(np.float32), distance)
     d = pairwise(p, p)
     np.fill_diagonal(d, np.inf)
@@ -54,6 +57,7 @@ def genre_scores(sv: np.ndarray, distance: str, y: np.ndarray, k: int = 10) -> d
     near = np.argsort(d, axis=1)[:, :30]
     present = [c for c in range(n_classes) if counts[c] > 1]
     return {
+        "auc": same_label_auc(d, y),
         "balanced": balanced_accuracy(prob, y),
         "p@10": float(precision_at_k(d, same, k, tol).mean()),
         "recall": {c: float(prob[y == c, c].mean()) for c in present},
@@ -92,15 +96,17 @@ def main() -> None:
     unlabelled = [s for s in train if s.song_id not in labels][:200]
     embs = {e.name: e for e in model_embeddings(model) + make_baselines(unlabelled, int(model.latent_dim), METHODS[2:])}
     flat = flatten(songs)
-    print("\n| method | all: balanced / p@10 | held half: plain | centred | whitened 16 | LDA s=0.1 / 0.5 / 0.9 |")
-    print("|---|---|---|---|---|---|")
+    print("\n| method | all: balanced / p@10 | all: same-genre AUC (shuffled 95%) | held half: plain | centred "
+          "| whitened 16 | LDA s=0.1 / 0.5 / 0.9 |")
+    print("|---|---|---|---|---|---|---|")
     shown = {}
     for name in METHODS:
         emb = embs[name]
         sv = song_vectors(emb, flat)
         whole = genre_scores(sv, emb.distance, y)
         shown[name] = whole
-        cells = [f"{whole['balanced']:.3f} / {whole['p@10']:.3f}"]
+        cells = [f"{whole['balanced']:.3f} / {whole['p@10']:.3f}",
+                 f"{whole['auc']['auc']:.3f} ({whole['auc']['shuffled95']:.3f})"]
         yh = np.unique(y[held], return_inverse=True)[1]
         plain = genre_scores(sv[held], emb.distance, yh)
         cells.append(f"{plain['balanced']:.3f} / {plain['p@10']:.3f}")

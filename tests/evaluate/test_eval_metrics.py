@@ -127,3 +127,25 @@ def test_bootstrap_interval_brackets_the_mean():
     assert 0.43 < lo < 0.5 < hi < 0.57  # about 0.5 -/+ 1.96 * 0.025
     assert bootstrap_interval(hits) == (lo, hi)  # seeded
     assert np.isnan(bootstrap_interval(np.array([]))[0])
+
+
+def test_same_label_auc_by_enumeration():
+    """Per item, the share of (same-label, other) pairs with the same-label item nearer (ties
+    half), averaged per label, then over labels; labels of one item are left out."""
+    from midivae.evaluate.metrics import same_label_auc
+
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])  # label 3: one item, no pair
+    d = rng.integers(0, 4, (10, 10)).astype(float)  # many ties
+    np.fill_diagonal(d, np.inf)
+    per = {}
+    for i in range(10):
+        same = [j for j in range(10) if j != i and labels[j] == labels[i]]
+        other = [j for j in range(10) if j != i and labels[j] != labels[i]]
+        if same:
+            wins = sum((d[i, s] < d[i, o]) + 0.5 * (d[i, s] == d[i, o]) for s in same for o in other)
+            per.setdefault(labels[i], []).append(wins / (len(same) * len(other)))
+    want = np.mean([np.mean(v) for v in per.values()])
+    got = same_label_auc(d, labels, n_shuffles=20)
+    assert got["auc"] == pytest.approx(want)
+    assert 0.0 <= got["shuffled95"] <= 1.0

@@ -90,12 +90,14 @@ def test_genre_identity_and_constant(make_songs):
     assert good["balanced_knn_accuracy"] == 1.0 and good["precision@10"] == 1.0
     # the same neighbourhoods with the genres shuffled over the songs reach far less
     assert good["shuffled95_balanced"] < 0.8 and good["shuffled95_precision@10"] < 0.8
+    assert good["same_genre_auc"] == 1.0 and good["shuffled95_auc"] < 0.7
     flat = tasks.genre_consistency(songs, constant, "euclidean", labels=labels)
     assert flat["balanced_knn_accuracy"] == pytest.approx(1 / 3)
     assert flat["precision@10"] == pytest.approx(flat["chance_precision@10"])
     # a constant embedding gives every shuffle the same figures as the true labels
     assert flat["shuffled95_balanced"] == pytest.approx(1 / 3)
     assert flat["shuffled95_precision@10"] == pytest.approx(flat["chance_precision@10"])
+    assert flat["same_genre_auc"] == pytest.approx(0.5) and flat["shuffled95_auc"] == pytest.approx(0.5)
 
 
 def test_version_identification_identity_and_constant(make_songs):

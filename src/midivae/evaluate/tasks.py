@@ -377,8 +377,11 @@ def genre_consistency(
     """Song vectors of the labelled songs: precision@k of same-genre neighbours and
     leave-one-out k-NN balanced accuracy (expected vote; ties shared), beside the majority
     rate, chance, and what this embedding reaches with the labels shuffled over its songs (the
-    95th percentile of 200 shuffles). ``labels``: song id -> genre (songs with exactly one label)."""
-    from midivae.evaluate.metrics import balanced_accuracy, knn_vote, precision_at_k, shuffled_label_band
+    95th percentile of 200 shuffles); and the genre-balanced same-genre AUC over each song's
+    whole ranking (:func:`~midivae.evaluate.metrics.same_label_auc`), which still shows a
+    grouping where classes are too small for a 10-NN vote to turn. ``labels``: song id -> genre (songs with exactly one label)."""
+    from midivae.evaluate.metrics import (balanced_accuracy, knn_vote, precision_at_k, same_label_auc,
+                                          shuffled_label_band)
 
     emb = as_embedding(embed, distance)
     songs = [s for s in as_songs(songs) if len(s) and s.song_id in labels]
@@ -399,6 +402,7 @@ def genre_consistency(
     prob = knn_vote(d, y, len(names), k, tol)
     counts = np.bincount(y, minlength=len(names))
     band = shuffled_label_band(d, y, len(names), k, tol, seed=seed)
+    auc = same_label_auc(d, y, seed=seed)
     return {
         "balanced_knn_accuracy": balanced_accuracy(prob, y),
         f"precision@{k}": float(precision_at_k(d, same, k, tol).mean()),
@@ -408,6 +412,8 @@ def genre_consistency(
         f"chance_precision@{k}": float(((counts[y] - 1) / (len(y) - 1)).mean()),
         "shuffled95_balanced": band["balanced"],
         f"shuffled95_precision@{k}": band[f"precision@{k}"],
+        "same_genre_auc": auc["auc"],
+        "shuffled95_auc": auc["shuffled95"],
         "n_songs": len(songs),
         "n_genres": len(names),
     }
