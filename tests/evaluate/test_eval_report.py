@@ -105,9 +105,11 @@ def test_targets_read_the_model_row_and_carry_the_intervals():
              "excerpt": {"hit@1": 0.9, "mrr": 0.92, "hit@1_lo95": 0.88, "hit@1_hi95": 0.92},
              "robustness": rob,
              "genre": {"balanced_knn_accuracy": 0.2, "precision@10": 0.5, "n_songs": 64,
-                       "shuffled95_balanced": 0.1, "shuffled95_precision@10": 0.45},
+                       "shuffled95_balanced": 0.1, "shuffled95_precision@10": 0.45, "same_genre_auc": 0.57,
+                       "shuffled95_auc": 0.54},
              "versions": {"hit@1": 0.55, "hit@1_lo95": 0.48, "hit@1_hi95": 0.62}}
-    base = {"kind": "baseline", "excerpt": {"hit@1": 0.7}, "genre": {"balanced_knn_accuracy": 0.25, "precision@10": 0.4}}
+    base = {"kind": "baseline", "excerpt": {"hit@1": 0.7}, "genre": {"balanced_knn_accuracy": 0.25, "precision@10": 0.4,
+                                                                   "same_genre_auc": 0.51}}
     got = {t["target"]: t for t in check_targets({"methods": {"model": model, "raw_cosine": base}})}
     assert got["original protocol top-1 ≥ 0.99"]["note"] == "95% interval 1.000–1.000"
     assert got["excerpt Hit@1 ≥ 0.85"]["met"] and "0.880–0.920" in got["excerpt Hit@1 ≥ 0.85"]["note"]
@@ -117,5 +119,6 @@ def test_targets_read_the_model_row_and_carry_the_intervals():
     assert drop["met"] and "0.940–0.970" in drop["note"]
     assert not got["genre balanced 10-NN above every baseline"]["met"]  # 0.2 < the baseline's 0.25
     assert got["genre precision@10 above every baseline"]["met"] and "0.450" in got["genre precision@10 above every baseline"]["note"]
+    assert "same-genre AUC 0.570, best baseline 0.510, shuffled labels up to 0.540" in got["genre precision@10 above every baseline"]["note"]
     versions = got["version identification Hit@1 ≥ 0.50"]
     assert versions["met"] and "0.480–0.620" in versions["note"]

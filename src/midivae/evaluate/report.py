@@ -139,8 +139,13 @@ def check_targets(m: dict, model: str = "model") -> list[dict]:
 
         add("genre balanced 10-NN above every baseline", g["balanced_knn_accuracy"], g["balanced_knn_accuracy"] > best_b,
             f"best baseline {best_b:.3f}; {g.get('n_songs')} labelled songs" + shuffled("shuffled95_balanced"))
+        auc = ""
+        if "same_genre_auc" in g:
+            best_auc = max((_get(v, "genre", "same_genre_auc") or 0.0) for v in base.values()) if base else 0.0
+            auc = (f"; same-genre AUC {g['same_genre_auc']:.3f}, best baseline {best_auc:.3f}"
+                   + (f", shuffled labels up to {g['shuffled95_auc']:.3f}" if "shuffled95_auc" in g else ""))
         add("genre precision@10 above every baseline", g["precision@10"], g["precision@10"] > best_p,
-            f"best baseline {best_p:.3f}" + shuffled("shuffled95_precision@10"))
+            f"best baseline {best_p:.3f}" + shuffled("shuffled95_precision@10") + auc)
     v = _get(r, "versions", "hit@1")
     ci = _interval_note(r.get("versions", {}), "hit@1")
     add("version identification Hit@1 ≥ 0.50", v, v is not None and v >= 0.50,
