@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--fit-from", type=int, default=FIT_FROM,
                     help="train songs from this number on fit the projection, the ones before are distractors")
+    ap.add_argument("--fit-songs", type=int, default=None,
+                    help="fit on only this many of those songs (the distractors stay the same)")
     ap.add_argument("--altered", choices=("none", "keep-key", "all", "versions"), default="none",
                     help="fit on pairs whose second phrase is an altered view half the time (keep-key: no "
                          "transpositions), or with a generated `hard` re-rendering of every song among its phrases")
@@ -115,7 +117,9 @@ def main() -> None:
     base, enc = model.search_head, CachedEncoder(model)
     val = load_store_split(args.store, "validation", None)
     train = load_store_split(args.store, "train", None)
-    mu, fit = song_fit_of(model, train[args.fit_from :], altered=args.altered)
+    fitting = train[args.fit_from :][: args.fit_songs]
+    print(f"projection fitted on {len(fitting)} train songs, {args.fit_from} distractors", flush=True)
+    mu, fit = song_fit_of(model, fitting, altered=args.altered)
     queries = T.altered_queries(val, 1000, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
