@@ -365,13 +365,19 @@ def _first_with(methods: dict, key: str) -> dict:
 # --------------------------------------------------------------------------- pictures
 
 
+def picture_method(methods):
+    """The method the pictures show: the first model row, else bag of bars, else the first."""
+    return next((m for m in methods if m.kind == "model"), None) or next((m for m in methods if m.name == "bag_of_bars"), methods[0])
+
+
 def pictures(out: Path, songs, flat, methods, vectors_of: dict, labels: dict, seed: int = 0, n_queries: int = 3) -> dict:
-    """The genre map, query/hit pianorolls and the excerpt bar chart; returns their file names."""
+    """The genre map, query/hit pianorolls and the excerpt bar chart; returns their file names.
+    ``vectors_of`` needs only :func:`picture_method`'s vectors."""
     from midivae.evaluate import tasks as T
     from midivae.evaluate.metrics import group_min, pairwise
 
     out = Path(out)
-    primary = next((m for m in methods if m.kind == "model"), None) or next((m for m in methods if m.name == "bag_of_bars"), methods[0])
+    primary = picture_method(methods)
     vecs = vectors_of[primary.name]
     result = {"method": primary.name}
     plt = _pyplot()

@@ -141,13 +141,15 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
     from midivae.evaluate import report
 
     results: dict[str, dict] = {}
-    vectors_of: dict[str, object] = {}
+    vectors_of: dict[str, object] = {}  # only what the pictures show: a sparse method's rows are ~7 KB each
+    pictured = report.picture_method(methods).name if "pictures" in cfg.tasks and methods else None
     for emb in methods:
         t_m = time.perf_counter()
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta}
         with progress(f"{emb.name}: encoding" if bars else None):
             vecs = T.embed_flat(emb, flat)
-        vectors_of[emb.name] = vecs
+        if emb.name == pictured:
+            vectors_of[emb.name] = vecs
         steps = {  # in the report's order
             "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),
             "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs),
