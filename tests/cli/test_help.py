@@ -37,3 +37,11 @@ def test_the_command_starts_without_torch_or_scipy():
     code = "import sys, midivae.cli; print(sorted({'torch', 'scipy', 'faiss'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_the_evaluation_package_names_load_on_first_use():
+    import midivae.evaluate as E
+
+    assert sorted(E.__all__) == sorted(E._HOMES)
+    for name in E.__all__:
+        assert getattr(E, name).__module__.startswith("midivae.evaluate."), name

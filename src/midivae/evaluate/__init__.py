@@ -29,7 +29,21 @@ _HOMES = {
     "version_identification": "tasks",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Embedding",
+    "EvalConfig",
+    "SongPhrases",
+    "cost",
+    "excerpt_retrieval",
+    "genre_consistency",
+    "load_eval_data",
+    "load_store_split",
+    "original_protocol",
+    "reconstruction",
+    "robustness",
+    "run_evaluation",
+    "version_identification",
+]
 
 if TYPE_CHECKING:
     from midivae.evaluate.data import SongPhrases, load_eval_data, load_store_split
