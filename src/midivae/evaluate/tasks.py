@@ -379,7 +379,8 @@ def genre_consistency(
     rate, chance, and what this embedding reaches with the labels shuffled over its songs (the
     95th percentile of 200 shuffles); and the genre-balanced same-genre AUC over each song's
     whole ranking (:func:`~midivae.evaluate.metrics.same_label_auc`), which still shows a
-    grouping where classes are too small for a 10-NN vote to turn. ``labels``: song id -> genre (songs with exactly one label)."""
+    grouping where classes are too small for a 10-NN vote to turn. ``labels``: song id -> genre
+    (songs with exactly one label)."""
     from midivae.evaluate.metrics import (balanced_accuracy, knn_vote, precision_at_k, same_label_auc,
                                           shuffled_label_band)
 
