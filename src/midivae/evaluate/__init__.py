@@ -11,7 +11,7 @@ one submodule (the CLI's option choices) does not import scipy and every task.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 _HOMES = {
     "SongPhrases": "data",
@@ -29,28 +29,7 @@ _HOMES = {
     "version_identification": "tasks",
 }
 
-__all__ = [
-    "Embedding",
-    "EvalConfig",
-    "SongPhrases",
-    "cost",
-    "excerpt_retrieval",
-    "genre_consistency",
-    "load_eval_data",
-    "load_store_split",
-    "original_protocol",
-    "reconstruction",
-    "robustness",
-    "run_evaluation",
-    "version_identification",
-]
-
-if TYPE_CHECKING:
-    from midivae.evaluate.data import SongPhrases, load_eval_data, load_store_split
-    from midivae.evaluate.embedding import Embedding
-    from midivae.evaluate.run import EvalConfig, run_evaluation
-    from midivae.evaluate.tasks import (cost, excerpt_retrieval, genre_consistency, original_protocol,
-                                        reconstruction, robustness, version_identification)
+__all__ = sorted(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
