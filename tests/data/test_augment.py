@@ -158,3 +158,19 @@ def test_random_view_on_real_phrases(data_dir) -> None:
     pooled = A.to_dense(A.to_cells(x), torch.float32, time_pool=3)
     ref = x.reshape(x.shape[0], BARS_PER_PHRASE, STEPS_PER_BAR // 3, 3, N_PITCHES, -1).any(dim=3)
     assert torch.equal(pooled.bool(), ref)
+
+
+def test_cells_from_packed_rows_are_the_cells_of_the_phrases() -> None:
+    from midivae.data.store import pack
+
+    rng = np.random.default_rng(4)
+    x = rng.random((7, *PHRASE_SHAPE)) < 0.02
+    x[2] = False  # an empty phrase
+    x[3].reshape(-1)[[0, -1]] = True  # the first and the last cell (bit order at both ends)
+    got, want = A.cells_from_packed(pack(x)), A.to_cells(torch.from_numpy(x))
+    assert got.n == want.n == 7 and got.sample.size == int(x.sum())
+    for name in ("sample", "time", "pitch", "track"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert torch.equal(A.to_dense(got), torch.from_numpy(x))
+    with pytest.raises(ValueError, match="packed rows"):
+        A.cells_from_packed(pack(x)[:, :-1])

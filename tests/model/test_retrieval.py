@@ -227,3 +227,22 @@ def test_order_dims_see_bar_order_and_start_from_the_model_without_them() -> Non
     k = TINY.latent_dim
     assert torch.allclose(a[:, : k - TINY.orch_dim], b[:, : k - TINY.orch_dim], atol=1e-5)
     assert not torch.allclose(a[:, k:], b[:, k:], atol=1e-3)
+
+
+def test_a_view_built_ahead_is_the_view_built_in_the_loss() -> None:
+    """The trainer's views (from packed rows, 0/1 bytes) give the loss the view drawn inside it gives."""
+    from midivae.data.augment import cells_from_packed
+    from midivae.data.store import pack
+
+    x = _phrases(6)
+    torch.manual_seed(0)
+    model = RetrievalVAE(TINY).train()
+    model._gen = lambda: np.random.default_rng(9)  # the generator the loss draws its view from
+    torch.manual_seed(1)
+    inside = model.loss(x, beta=0.1)
+    view = model.make_view(cells_from_packed(pack(x.bool().numpy())), np.random.default_rng(9))
+    assert view.dtype == torch.uint8 and view.shape == (6 * 4, 16, 84, 5)
+    torch.manual_seed(1)
+    ahead = model.loss(x, beta=0.1, view=view)
+    assert torch.equal(inside["contrast"], ahead["contrast"]) and torch.equal(inside["loss"], ahead["loss"])
+    assert model.wants_views and not RetrievalVAE(dataclasses.replace(TINY, contrast_weight=0.0)).wants_views

@@ -29,7 +29,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 # train options that map one-to-one onto TrainConfig fields (None = not given)
 _TRAIN_FIELDS = (
     "epochs", "batch_size", "lr", "beta", "kl_anneal_steps", "free_bits", "seed", "patience", "threads",
-    "max_minutes", "val_size", "device", "precision", "train_limit",
+    "loader_threads", "max_minutes", "val_size", "device", "precision", "train_limit",
 )
 
 
@@ -52,6 +52,8 @@ _TRAIN_FIELDS = (
 @click.option("--seed", type=int, help="Seed of initial weights, shuffling and sampling [0]. Same seed, same run.")
 @click.option("--patience", type=int, help="Early stopping: epochs without a better validation loss [5; 0: off].")
 @click.option("--threads", type=int, help="CPU threads for torch [2; 0: torch's default].")
+@click.option("--loader-threads", type=int,
+              help="Host threads building the next batches while the model trains [-1: none on a CPU, up to 4 on a GPU]; results do not depend on it.")
 @click.option("--max-minutes", type=float, help="Time budget: stop (with a checkpoint) after this many minutes of training.")
 @click.option("--val-size", type=int, help="Validation phrases evaluated each epoch [2048].")
 @click.option("--device", help="auto (CUDA when present), cpu, cuda, cuda:N [auto].")

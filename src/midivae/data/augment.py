@@ -79,6 +79,28 @@ def to_cells(x: Tensor | np.ndarray) -> Cells:
     return Cells(x.shape[0], s.numpy(), t.numpy(), p.numpy(), k.numpy())
 
 
+def cells_from_packed(packed: np.ndarray) -> Cells:
+    """The on cells of bit-packed rows ``(n, PHRASE_CELLS // 8)`` (``numpy.packbits`` of each
+    phrase in C order, as a phrase store keeps them).
+
+    Only the non-zero bytes are expanded (~5% of them): ~15x faster than unpacking the batch
+    and scanning all 80,640 cells per phrase, which is what lets the trainer build a batch's
+    view from the rows it already holds instead of copying the batch back from the GPU.
+    """
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    if packed.ndim != 2 or packed.shape[1] * 8 != STEPS_PER_PHRASE * N_PITCHES * N_TRACKS:
+        raise ValueError(f"expected packed rows (n, {STEPS_PER_PHRASE * N_PITCHES * N_TRACKS // 8}), got {packed.shape}")
+    flat_bytes = packed.reshape(-1)
+    nz = np.flatnonzero(flat_bytes != 0)  # a bool scan: ~3x faster than on the bytes themselves
+    bit = np.flatnonzero(np.unpackbits(flat_bytes[nz]) != 0)  # most significant bit first
+    flat = nz[bit >> 3] * 8 + (bit & 7)  # cell numbers over the whole batch, row after row
+    row_cells = packed.shape[1] * 8
+    sample, cell = np.divmod(flat, row_cells)
+    time, rest = np.divmod(cell, N_PITCHES * N_TRACKS)
+    pitch, track = np.divmod(rest, N_TRACKS)
+    return Cells(packed.shape[0], sample, time, pitch, track)
+
+
 def to_dense(c: Cells, dtype: torch.dtype = torch.bool, time_pool: int = 1) -> Tensor:
     """Cells back to a batch ``(n, 4, 48 // time_pool, 84, 5)``; ``time_pool`` > 1 max-pools
     time on the way (an encoder that pools anyway then never sees the full-size tensor)."""

@@ -131,6 +131,16 @@ class PhraseVAE(torch.nn.Module):
     #: phrases of one song (the trainer then builds such batches and passes ``song_pairs=True``).
     wants_song_pairs: bool = False
 
+    #: True when ``loss`` compares each batch with a randomly altered copy of it, its *view*: the
+    #: trainer then builds the views itself from the rows it holds (:meth:`make_view`, on host
+    #: threads, ahead of the device) and passes them as ``loss(..., view=...)``.
+    wants_views: bool = False
+
+    def make_view(self, cells: Any, rng: Any) -> Tensor:
+        """The view of a batch given by its on cells (:class:`midivae.data.augment.Cells`), drawn
+        from the numpy generator ``rng``, in the form ``loss(view=...)`` takes."""
+        raise NotImplementedError(f"{self.name} takes no views")
+
     def flops_per_sample(self) -> int | None:
         """Analytic forward multiply-add FLOPs per sample (2 per MAC), if the architecture knows it."""
         return None

@@ -27,6 +27,10 @@ class TrainConfig:
     #: nats per latent dim below which the KL is not penalised (0: off).
     free_bits: float = 0.0
     seed: int = 0
+    #: host threads that build the next batches (their augmented views) while the model trains
+    #: on this one (-1: none on a CPU, where the cores are busy training; up to 4 on a GPU).
+    #: Results do not depend on it.
+    loader_threads: int = -1
     #: stop after this many epochs without a better validation loss (0: never stop early).
     patience: int = 5
     #: CPU threads for torch (0: torch's default).
@@ -58,7 +62,7 @@ class TrainConfig:
 
 
 #: fields that may change when a run is resumed without changing its random stream.
-RESUMABLE_FIELDS = frozenset({"epochs", "patience", "threads", "max_minutes", "device", "precision"})
+RESUMABLE_FIELDS = frozenset({"epochs", "patience", "threads", "loader_threads", "max_minutes", "device", "precision"})
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

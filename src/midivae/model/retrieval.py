@@ -40,7 +40,7 @@ from midivae.constants import (
     STEPS_PER_BAR,
     STRINGS,
 )
-from midivae.data.augment import AugmentConfig, random_cells, to_cells, to_dense
+from midivae.data.augment import AugmentConfig, Cells, random_cells, to_cells, to_dense
 from midivae.model.base import PhraseVAE, register
 
 _POOL_T = 3  # encoder time pooling: 48 -> 16 steps per bar (sixteenth notes)
@@ -267,6 +267,7 @@ class RetrievalVAE(PhraseVAE):
             nn.init.zeros_(self.order_stats.bias)
         self.decoder = BarDecoder(c)
         self.wants_song_pairs = c.song_weight > 0
+        self.wants_views = c.contrast_weight > 0
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self._encode_pooled(pool_bars(x))
@@ -339,9 +340,19 @@ class RetrievalVAE(PhraseVAE):
         # trainer seeds), so a seeded run is repeatable
         return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
+    def make_view(self, cells: Cells, rng: np.random.Generator) -> Tensor:
+        """The batch altered by the config's augmentations, as 0/1 bytes time-pooled the way the
+        encoder reads them, ``(n * 4, 16, 84, 5)`` on the CPU (a quarter of the float copy's
+        bytes to move to a GPU)."""
+        view = to_dense(random_cells(cells, rng, self.config.augment()), torch.uint8, time_pool=_POOL_T)
+        return view.reshape(-1, *view.shape[2:])
+
     def loss(
-        self, x: Tensor, beta: float, free_bits: float | None = None, song_pairs: bool = False
+        self, x: Tensor, beta: float, free_bits: float | None = None, song_pairs: bool = False,
+        view: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        """``view``: :meth:`make_view` of ``x`` (the trainer builds it ahead); without it the view
+        is drawn here from torch's global RNG (the batch copied to the CPU to build it)."""
         c = self.config
         fb = c.free_bits if free_bits is None else free_bits
         mu, logvar = self.encode(x)
@@ -359,10 +370,9 @@ class RetrievalVAE(PhraseVAE):
         out = {"recon": recon, "kl": kl}
         total = recon + beta * penalised
         if c.contrast_weight > 0 and x.shape[0] > 1 and self.training:
-            with torch.no_grad():
-                cells = random_cells(to_cells(x.detach().cpu()), self._gen(), c.augment())
-                view = to_dense(cells, torch.float32, time_pool=_POOL_T).to(x.device)
-            mu_view, _ = self._encode_pooled(view.reshape(-1, *view.shape[2:]))
+            if view is None:
+                view = self.make_view(to_cells(x.detach().cpu()), self._gen())
+            mu_view, _ = self._encode_pooled(view.to(x.device, non_blocking=True))
             contrast = nt_xent(mu, mu_view, c.temperature)
             out["contrast"] = contrast
             total = total + c.contrast_weight * contrast

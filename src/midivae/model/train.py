@@ -1,11 +1,14 @@
 """Training: a phrase store in, a run directory of checkpoints, metrics and a loss curve out.
 
 Data path: the train split stays bit-packed in RAM (10 KB per phrase); each batch is unpacked
-straight to float32 through a 256-entry lookup table (one gather, no bool/uint8 intermediates).
+straight to float32 through a 256-entry lookup table (one gather, no bool/uint8 intermediates) on
+the training device; batches (and the augmented views of models that compare phrases with one)
+are built by :mod:`midivae.model.batches`, on host threads ahead of a GPU.
 
 Determinism without saving RNG states: the epoch's shuffle comes from ``(seed, epoch)`` and torch's
 global RNG is re-seeded from ``(seed, epoch, batch)`` before every batch, so every random draw of
-the model (the sampler, augmentations of subclasses) is a function of the run's position alone.
+the model (the sampler; the views' generator is seeded from the same position) is a function of
+the run's position alone.
 ``resume`` restores weights, optimizer state and that position, and continues exactly the run an
 uninterrupted process would have made (same thread count and device assumed).
 
@@ -28,6 +31,7 @@ import os
 import sys
 import time
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from midivae.errors import CheckpointError, StoreError
 from midivae.io.atomic import atomic_write_text
 from midivae.model import checkpoint as ckpt
 from midivae.model.base import PhraseVAE
+from midivae.model.batches import auto_loader_threads, batch_seed, epoch_batches
 from midivae.model.config import RESUMABLE_FIELDS, TrainConfig, config_from_dict, config_to_dict
 from midivae.model.metrics import (
     ThresholdHistogram,
@@ -107,19 +112,16 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 _BIT_LUT = torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32))
 
 
-def unpack_float(packed: np.ndarray, device: torch.device) -> torch.Tensor:
+def unpack_float(packed: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """Bit-packed rows ``(n, 10080)`` -> float32 phrases ``(n, *PHRASE_SHAPE)`` on ``device``."""
-    rows = torch.from_numpy(np.ascontiguousarray(packed)).to(device, non_blocking=True)
+    rows = packed if isinstance(packed, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(packed))
+    rows = rows.to(device, non_blocking=True)
     lut = _BIT_LUT.to(device)
     return lut[rows.long()].reshape(rows.shape[0], *PHRASE_SHAPE)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
-
-
-def batch_seed(seed: int, epoch: int, batch: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, batch]).generate_state(1, np.uint64)[0] >> 1)
 
 
 def validation_seed(seed: int) -> int:
@@ -134,9 +136,10 @@ class Splits:
     store: str
     train_song: np.ndarray | None = None  # song number of each train row (for song pairs)
 
-    def song_partners(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """For each train row, another train row of the same song (itself when the song has
-        one phrase), drawn uniformly."""
+    @functools.cached_property
+    def _songs_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Train rows in song order, phrases per song, each song's first place in that order,
+        and each row's place in it (one argsort per run, not per batch)."""
         if self.train_song is None:
             raise ValueError("song ids were not loaded")
         order = np.argsort(self.train_song, kind="stable")
@@ -144,6 +147,12 @@ class Splits:
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         where = np.empty_like(order)
         where[order] = np.arange(order.size)
+        return order, counts, starts, where
+
+    def song_partners(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For each train row, another train row of the same song (itself when the song has
+        one phrase), drawn uniformly."""
+        order, counts, starts, where = self._songs_sorted
         song = self.train_song[rows]
         k = counts[song]
         pick = (rng.random(rows.size) * np.maximum(k - 1, 1)).astype(np.int64)
@@ -380,6 +389,7 @@ def _run(
     n_train = splits.train.shape[0]
     bs = min(cfg.batch_size, n_train)
     n_batches = n_train // bs  # the incomplete last batch of a shuffle is dropped
+    loader_threads = auto_loader_threads(cfg.loader_threads, device)
     budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes is not None else math.inf
     stopped = "epochs" if state["epoch"] >= cfg.epochs else ""
     last_id = ""
@@ -390,21 +400,21 @@ def _run(
         bar = _progress(n_batches, state["next_batch"], progress, f"epoch {epoch + 1}/{cfg.epochs}")
         partial = False
         t_epoch, samples_epoch = time.perf_counter(), 0
-        with bar:
-            for b in range(state["next_batch"], n_batches):
-                t0 = time.perf_counter()
+        batches = epoch_batches(model, splits, perm, bs, cfg.seed, epoch, state["next_batch"], n_batches,
+                                threads=loader_threads, pin=device.type == "cuda")
+        with bar, contextlib.closing(batches):
+            t0 = time.perf_counter()
+            for batch in batches:
+                b = batch.number
                 torch.manual_seed(batch_seed(cfg.seed, epoch, b))
-                rows = np.sort(perm[b * bs : (b + 1) * bs])
-                pairs = model.wants_song_pairs and rows.size >= 4
-                if pairs:  # rows i and i + h: two phrases of one song
-                    anchors = rows[: rows.size // 2]
-                    rows = np.concatenate([anchors, splits.song_partners(anchors, np.random.default_rng(batch_seed(cfg.seed, epoch, b)))])
-                x = unpack_float(splits.train[rows], device)
+                x = unpack_float(batch.packed, device)
                 anneal = min(1.0, (state["global_step"] + 1) / cfg.kl_anneal_steps) if cfg.kl_anneal_steps else 1.0
                 beta = cfg.beta * anneal
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, bf16):
-                    extra: dict[str, Any] = {"song_pairs": True} if pairs else {}
+                    extra: dict[str, Any] = {"song_pairs": True} if batch.song_pairs else {}
+                    if batch.view is not None:
+                        extra["view"] = batch.view.to(device, non_blocking=True)
                     if cfg.free_bits > 0:
                         extra["free_bits"] = cfg.free_bits
                     losses = model.loss(x, beta, **extra)
@@ -420,7 +430,7 @@ def _run(
                 for key, value in losses.items():
                     state["running"][key] = state["running"].get(key, 0.0) + float(value.detach())
                 state["running_n"] += 1
-                dt = time.perf_counter() - t0
+                dt, t0 = time.perf_counter() - t0, time.perf_counter()  # waiting for the batch counts too
                 state["elapsed_s"] += dt
                 state["train_s"] += dt
                 state["samples"] += x.shape[0]
