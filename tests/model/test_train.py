@@ -185,3 +185,20 @@ def test_loader_threads_do_not_change_the_run(tiny_store, tmp_path, quick_config
     assert cut.stopped == "time budget"
     train(None, tmp_path / "cut", train_config=quick_config(epochs=2, loader_threads=1), resume=True, progress=False)
     assert _same_weights(tmp_path / "t0" / "last", tmp_path / "cut" / "last")
+
+
+def test_a_non_finite_loss_stops_the_run_naming_its_batch(tiny_store, tmp_path, tiny, quick_config, monkeypatch) -> None:
+    """Losses are read from the device every few steps, yet a NaN still names its batch and no
+    checkpoint is written with the weights it spoilt."""
+    real, calls = ReferenceVAE.loss, []
+
+    def loss(self, x, beta, **kwargs):
+        out = real(self, x, beta, **kwargs)
+        calls.append(1)
+        return {**out, "loss": out["loss"] * float("nan")} if len(calls) == 2 else out
+
+    monkeypatch.setattr(ReferenceVAE, "loss", loss)
+    with pytest.raises(FloatingPointError, match=r"nan at epoch 1, batch 1\b"):
+        train(tiny_store, tmp_path / "nan", model_config=tiny, train_config=quick_config(epochs=1), progress=False)
+    assert len(calls) == 3  # the batch after it ran before the read (48 phrases, batches of 16)
+    assert not (tmp_path / "nan" / "last").exists() and not (tmp_path / "nan" / "best").exists()

@@ -373,6 +373,40 @@ def train(
         torch.set_num_threads(threads_before)
 
 
+#: optimizer steps between reads of the losses from the device
+LOSS_READ_STEPS = 10
+
+
+class _LossLog:
+    """Each step's losses, read from the device every few steps into the running sums.
+
+    A read waits for the device; once per step it left a GPU idle while the host launched the
+    next step. The sums are added step by step as before (the same floats), and a non-finite
+    loss still stops the run, naming its batch, before any checkpoint holds its weights.
+    """
+
+    def __init__(self, state: dict[str, Any], epoch: int) -> None:
+        self.state, self.epoch = state, epoch
+        self.pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def add(self, batch: int, losses: dict[str, torch.Tensor]) -> None:
+        self.pending.append((batch, {k: v.detach() for k, v in losses.items()}))
+
+    def read(self) -> None:
+        if not self.pending:
+            return
+        values = iter(torch.stack([v.float().reshape(()) for _, step in self.pending for v in step.values()]).tolist())
+        running = self.state["running"]
+        for batch, step in self.pending:
+            read = {key: next(values) for key in step}
+            if not math.isfinite(read["loss"]):
+                raise FloatingPointError(f"loss became {read['loss']} at epoch {self.epoch + 1}, batch {batch}: lower --lr?")
+            for key, value in read.items():
+                running[key] = running.get(key, 0.0) + value
+            self.state["running_n"] += 1
+        self.pending.clear()
+
+
 def _run(
     model: PhraseVAE,
     optimizer: torch.optim.Optimizer,
@@ -400,6 +434,7 @@ def _run(
         bar = _progress(n_batches, state["next_batch"], progress, f"epoch {epoch + 1}/{cfg.epochs}")
         partial = False
         t_epoch, samples_epoch = time.perf_counter(), 0
+        log = _LossLog(state, epoch)
         batches = epoch_batches(model, splits, perm, bs, cfg.seed, epoch, state["next_batch"], n_batches,
                                 threads=loader_threads, pin=device.type == "cuda")
         with bar, contextlib.closing(batches):
@@ -418,33 +453,31 @@ def _run(
                     if cfg.free_bits > 0:
                         extra["free_bits"] = cfg.free_bits
                     losses = model.loss(x, beta, **extra)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, batch {b}: lower --lr?")
-                loss.backward()
+                losses["loss"].backward()
                 if cfg.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 state["global_step"] += 1
                 state["next_batch"] = b + 1
-                for key, value in losses.items():
-                    state["running"][key] = state["running"].get(key, 0.0) + float(value.detach())
-                state["running_n"] += 1
+                log.add(b, losses)
                 dt, t0 = time.perf_counter() - t0, time.perf_counter()  # waiting for the batch counts too
                 state["elapsed_s"] += dt
                 state["train_s"] += dt
                 state["samples"] += x.shape[0]
                 samples_epoch += x.shape[0]
-                if progress and (b % 5 == 0 or b == n_batches - 1):
-                    r, k = state["running"], state["running_n"]
-                    bar.set_postfix(
-                        loss=f"{r['loss'] / k:.1f}", recon=f"{r['recon'] / k:.1f}", kl=f"{r['kl'] / k:.1f}",
-                        sps=f"{samples_epoch / (time.perf_counter() - t_epoch):.0f}",
-                    )
+                partial = state["elapsed_s"] >= budget_s and b + 1 < n_batches
+                if len(log.pending) >= LOSS_READ_STEPS or b == n_batches - 1 or partial:
+                    log.read()
+                    if progress:
+                        r, k = state["running"], state["running_n"]
+                        bar.set_postfix(
+                            loss=f"{r['loss'] / k:.1f}", recon=f"{r['recon'] / k:.1f}", kl=f"{r['kl'] / k:.1f}",
+                            sps=f"{samples_epoch / (time.perf_counter() - t_epoch):.0f}",
+                        )
                 bar.update(1)
-                if state["elapsed_s"] >= budget_s and b + 1 < n_batches:
-                    partial = True
+                if partial:
                     break
+        log.read()
         t_val = time.perf_counter()
         val, thresholds = validate(model, splits.val, cfg.beta, validation_seed(cfg.seed), device, bf16, max(bs, 64))
         k = max(state["running_n"], 1)
