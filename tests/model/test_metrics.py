@@ -44,3 +44,15 @@ def test_active_units() -> None:
     mu[:, 0] = np.linspace(-1, 1, 100)
     mu[:, 1] = np.linspace(0, 0.01, 100)
     assert active_units(mu) == 1
+
+
+def test_onset_counts_match_brute_force_per_track() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(4, *PHRASE_SHAPE, generator=g) < 0.03
+    probs = (target.float() * 0.4 + torch.rand(4, *PHRASE_SHAPE, generator=g) * 0.7).clamp(0, 1)
+    bins, thresholds = quantise(probs), np.array([0.5, 0.6, 0.45, 0.7, 0.55], np.float32)
+    got = onset_counts(bins, target.to(torch.uint8), thresholds)
+    for t in range(PHRASE_SHAPE[-1]):
+        pred = onsets(bins.to(torch.int16) >= round(thresholds[t] * N_BINS))[..., t].numpy()
+        true = onsets(target)[..., t].numpy()
+        assert tuple(got[t]) == _counts(pred, true) and min(got[t]) > 0, t

@@ -225,8 +225,8 @@ def validate(
         target = x.to(torch.uint8)
         hist.update(bins, target)
         mus.append(mu.float().cpu().numpy())
-        all_bins.append(bins.cpu())
-        targets.append(target.cpu())
+        all_bins.append(bins)  # kept on the device: the onset counts run there
+        targets.append(target)
     model.train(was_training)
     metrics = {key: value / n for key, value in sums.items()}
     thresholds, cell_counts = hist.best()
