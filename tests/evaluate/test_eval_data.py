@@ -80,3 +80,16 @@ def test_bag_of_bars_ignores_bar_order():
     a, b = baselines.bag_of_bars_vectors(ph), baselines.bag_of_bars_vectors(rolled)
     assert abs(a - b).max() < 1e-6
     assert abs(baselines.raw_vectors(ph) - baselines.raw_vectors(rolled)).max() == 1
+
+
+def test_shared_rows_are_the_songs_held_once(songs):
+    from midivae.evaluate.data import flatten, share_rows
+
+    flat = flatten(songs)
+    shared = share_rows(songs, flat)
+    assert [s.song_id for s in shared] == [s.song_id for s in songs]
+    for before, after in zip(songs, shared):
+        assert np.array_equal(before.packed, after.packed) and np.array_equal(before.bar_offsets, after.bar_offsets)
+        assert np.shares_memory(after.packed, flat.packed)
+    again = flatten(shared)
+    assert np.array_equal(again.packed, flat.packed) and np.array_equal(again.starts, flat.starts)

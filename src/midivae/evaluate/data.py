@@ -97,6 +97,13 @@ def flatten(songs: Sequence[SongPhrases]) -> Flat:
     return Flat(packed, np.repeat(np.arange(len(songs)), lengths), offsets, starts.astype(np.int64))
 
 
+def share_rows(songs: Sequence[SongPhrases], flat: Flat) -> list[SongPhrases]:
+    """``songs`` again, their phrases now views of ``flat`` (``flatten(songs)``): a run that keeps
+    both then holds each phrase once, not twice (0.2 MB per song of an LPD-5 collection)."""
+    ends = np.append(flat.starts[1:], len(flat))
+    return [SongPhrases(s.song_id, flat.packed[a:b], s.bar_offsets) for s, a, b in zip(songs, flat.starts, ends)]
+
+
 def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
 

@@ -12,7 +12,7 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,7 @@ import numpy as np
 from midivae.errors import CheckpointError, MidiVaeError
 from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
-from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick
+from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick, share_rows
 from midivae.evaluate.embedding import Embedding
 from midivae.evaluate.parallel import progress, threads
 from midivae.evaluate.versions import DEFAULT_PRESET
@@ -111,8 +111,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed, split=cfg.split)
+    flat = flatten(data.test)
+    data = replace(data, test=share_rows(data.test, flat))  # the phrases held once, not twice
     songs = data.test
-    flat = flatten(songs)
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
 
     model_rows, models, model_note = load_model_rows(cfg, log)
