@@ -63,3 +63,14 @@ def test_train_runs_on_cuda_and_its_checkpoint_loads_on_the_cpu(tiny_store, tmp_
     assert model.device.type == "cpu"
     v = model.encode_search(_phrases(4).numpy().astype(bool))
     assert v.shape == (4, model.search_dim) and np.isfinite(v).all()
+
+
+def test_rows_unpack_alike_on_cuda_and_cpu() -> None:
+    from midivae.data.store import pack
+    from midivae.model.train import unpack_rows
+
+    packed = pack(_phrases(6).bool().numpy())
+    for dtype in (torch.uint8, torch.float32):
+        gpu = unpack_rows(torch.from_numpy(packed).pin_memory(), torch.device("cuda"), dtype)
+        assert gpu.device.type == "cuda" and gpu.dtype == dtype
+        assert torch.equal(gpu.cpu(), unpack_rows(packed, torch.device("cpu"), dtype))

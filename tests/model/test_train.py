@@ -202,3 +202,16 @@ def test_a_non_finite_loss_stops_the_run_naming_its_batch(tiny_store, tmp_path, 
         train(tiny_store, tmp_path / "nan", model_config=tiny, train_config=quick_config(epochs=1), progress=False)
     assert len(calls) == 3  # the batch after it ran before the read (48 phrases, batches of 16)
     assert not (tmp_path / "nan" / "last").exists() and not (tmp_path / "nan" / "best").exists()
+
+
+def test_unpacked_rows_are_the_phrases_in_any_dtype() -> None:
+    from midivae.data.store import pack
+    from midivae.model.train import unpack_float, unpack_rows
+
+    x = np.random.default_rng(2).random((5, *PHRASE_SHAPE)) < 0.05
+    packed = pack(x)
+    for dtype in (torch.uint8, torch.float32):
+        for rows in (packed, torch.from_numpy(packed)):
+            got = unpack_rows(rows, torch.device("cpu"), dtype)
+            assert got.dtype == dtype and torch.equal(got.bool(), torch.from_numpy(x))
+    assert torch.equal(unpack_float(packed, torch.device("cpu")), torch.from_numpy(x).float())
