@@ -35,7 +35,8 @@ from torch import nn
 from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_PHRASE
 from midivae.data.store import pack
 from midivae.model.reference import ReferenceConfig, ReferenceVAE
-from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_float
+from midivae.data.augment import cells_from_packed
+from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_float, unpack_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -199,10 +200,14 @@ def main() -> None:
     net.train()
     ropt = make_optimizer(net, 1e-3)
 
-    def retrieval_step():
-        x = unpack_float(packed[batch_indices(128)], cpu)
+    view_rng = np.random.default_rng(0)
+
+    def retrieval_step():  # as the trainer runs it: bytes in, the view built from the packed rows
+        rows = packed[batch_indices(128)]
+        x = unpack_rows(rows, cpu, torch.uint8)
+        view = net.make_view(cells_from_packed(rows), view_rng)
         ropt.zero_grad(set_to_none=True)
-        net.loss(x, 0.1)["loss"].backward()
+        net.loss(x, 0.1, view=view)["loss"].backward()
         ropt.step()
 
     rows.append((f"shipped `retrieval` model ({net.checkpoint_id}) trainer step, batch 128", "train (shipped)",
