@@ -40,7 +40,7 @@ from midivae.model.api import pretrained_path
 from midivae.model.checkpoint import load_checkpoint
 from midivae.model.config import TrainConfig
 from midivae.model.retrieval import RetrievalVAE
-from midivae.model.train import autocast, cpu_flags, epoch_permutation, load_splits, make_optimizer, unpack_float, use_bf16
+from midivae.model.train import autocast, cpu_flags, epoch_permutation, load_splits, make_optimizer, unpack_rows, use_bf16
 
 DATA = Path(os.environ.get("MIDIVAE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -101,18 +101,18 @@ def main() -> None:
             b = (start + i) % n_batches
             torch.manual_seed(batch_seed(0, 0, b))
             batch = next(epoch_batches(_NoViews(model), splits, perm, 128, 0, 0, b, b + 1))
-            _step(model, optimizer, unpack_float(batch.packed, device), device, bf16)
+            _step(model, optimizer, unpack_rows(batch.packed, device), device, bf16)
 
     def loader(threads: int):
         def run(count: int, start: int) -> None:
             first = start % max(1, n_batches - count)
             for batch in epoch_batches(model, splits, perm, 128, 0, 0, first, first + count, threads=threads, pin=device.type == "cuda"):
                 torch.manual_seed(batch_seed(0, 0, batch.number))
-                _step(model, optimizer, unpack_float(batch.packed, device), device, bf16, batch.view.to(device, non_blocking=True))
+                _step(model, optimizer, unpack_rows(batch.packed, device), device, bf16, batch.view.to(device, non_blocking=True))
         return run
 
     fixed = next(epoch_batches(model, splits, perm, 128, 0, 0, 0, 1))
-    fx, fv = unpack_float(fixed.packed, device), fixed.view.to(device)
+    fx, fv = unpack_rows(fixed.packed, device), fixed.view.to(device)
 
     def device_only(count: int, start: int) -> None:
         for _ in range(count):

@@ -5,7 +5,7 @@ Usage:  python benchmarks/train_speed.py [--threads 2] [--steps 8] [--songs 40]
 Rows, all in one run on the same real LPD-5 phrases:
 * plain: the same model written the straightforward way (fp32, NCHW tensors, the library BCE,
   default Adam, bool -> float per batch), a naive Python loop;
-* midivae: the trainer's own step (midivae.model.train: LUT unpack from bit-packed rows,
+* midivae: the trainer's own step (midivae.model.train: bit-packed rows unpacked by numpy on the CPU,
   channels-last, fused BCE, fused Adam), at two batch sizes;
 * encode: phrases/s of midivae.load_model(...).encode (numpy in/out) and of the plain model;
 * bf16: the trainer step and encoding under bf16 autocast, measured where the CPU has native bf16
@@ -36,7 +36,7 @@ from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_PHRAS
 from midivae.data.store import pack
 from midivae.model.reference import ReferenceConfig, ReferenceVAE
 from midivae.data.augment import cells_from_packed
-from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_float, unpack_rows
+from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def main() -> None:
             opt = make_optimizer(model, 1e-3)
 
             def step():
-                x = unpack_float(packed[batch_indices(bs)], cpu)
+                x = unpack_rows(packed[batch_indices(bs)], cpu)
                 opt.zero_grad(set_to_none=True)
                 with autocast(cpu, bf16):
                     loss = model.loss(x, 1.0)["loss"]

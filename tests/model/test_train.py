@@ -206,7 +206,7 @@ def test_a_non_finite_loss_stops_the_run_naming_its_batch(tiny_store, tmp_path, 
 
 def test_unpacked_rows_are_the_phrases_in_any_dtype() -> None:
     from midivae.data.store import pack
-    from midivae.model.train import unpack_float, unpack_rows
+    from midivae.model.train import unpack_rows
 
     x = np.random.default_rng(2).random((5, *PHRASE_SHAPE)) < 0.05
     packed = pack(x)
@@ -214,4 +214,4 @@ def test_unpacked_rows_are_the_phrases_in_any_dtype() -> None:
         for rows in (packed, torch.from_numpy(packed)):
             got = unpack_rows(rows, torch.device("cpu"), dtype)
             assert got.dtype == dtype and torch.equal(got.bool(), torch.from_numpy(x))
-    assert torch.equal(unpack_float(packed, torch.device("cpu")), torch.from_numpy(x).float())
+    assert torch.equal(unpack_rows(packed, torch.device("cpu")), torch.from_numpy(x).float())  # float32 by default

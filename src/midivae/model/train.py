@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from midivae.constants import PHRASE_SHAPE
+from midivae.data.store import unpack
 from midivae.errors import CheckpointError, StoreError
 from midivae.io.atomic import atomic_write_text
 from midivae.model import checkpoint as ckpt
@@ -119,8 +120,7 @@ def unpack_rows(packed: np.ndarray | torch.Tensor, device: torch.device, dtype: 
     there); on a GPU only the packed bytes cross the bus and a 256-entry table unpacks them.
     """
     if device.type == "cpu":
-        rows = packed.numpy() if isinstance(packed, torch.Tensor) else np.ascontiguousarray(packed)
-        x = torch.from_numpy(np.unpackbits(rows, axis=1)).reshape(rows.shape[0], *PHRASE_SHAPE)
+        x = torch.from_numpy(unpack(packed.numpy() if isinstance(packed, torch.Tensor) else packed).view(np.uint8))
         return x if dtype == torch.uint8 else x.to(dtype)
     rows = packed if isinstance(packed, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(packed))
     rows = rows.to(device, non_blocking=True)
@@ -128,9 +128,10 @@ def unpack_rows(packed: np.ndarray | torch.Tensor, device: torch.device, dtype: 
     return lut[rows.long()].reshape(rows.shape[0], *PHRASE_SHAPE)
 
 
-def unpack_float(packed: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Bit-packed rows ``(n, 10080)`` -> float32 phrases ``(n, *PHRASE_SHAPE)`` on ``device``."""
-    return unpack_rows(packed, device, torch.float32)
+def batch_dtype(model: PhraseVAE) -> torch.dtype:
+    """What a model's batches are unpacked to: 0/1 bytes for one that reads them (no float copy
+    of the batch; its loss makes the one it needs), else float32."""
+    return torch.uint8 if model.encodes_uint8 else torch.float32
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -227,7 +228,7 @@ def validate(
     torch.manual_seed(seed)
     n = packed.shape[0]
     for start in range(0, n, batch_size):
-        x = unpack_rows(packed[start : start + batch_size], device, torch.uint8 if model.encodes_uint8 else torch.float32)
+        x = unpack_rows(packed[start : start + batch_size], device, batch_dtype(model))
         with autocast(device, bf16):
             losses = model.loss(x, beta)
             mu, _ = model.encode(x)
@@ -437,9 +438,7 @@ def _run(
     bs = min(cfg.batch_size, n_train)
     n_batches = n_train // bs  # the incomplete last batch of a shuffle is dropped
     loader_threads = auto_loader_threads(cfg.loader_threads, device)
-    # a model that reads 0/1 bytes gets them: no float copy of the batch (the loss makes the one
-    # float copy it needs, of the bars it reconstructs)
-    batch_dtype = torch.uint8 if model.encodes_uint8 else torch.float32
+    x_dtype = batch_dtype(model)
     budget_s = cfg.max_minutes * 60.0 if cfg.max_minutes is not None else math.inf
     stopped = "epochs" if state["epoch"] >= cfg.epochs else ""
     last_id = ""
@@ -458,7 +457,7 @@ def _run(
             for batch in batches:
                 b = batch.number
                 torch.manual_seed(batch_seed(cfg.seed, epoch, b))
-                x = unpack_rows(batch.packed, device, batch_dtype)
+                x = unpack_rows(batch.packed, device, x_dtype)
                 anneal = min(1.0, (state["global_step"] + 1) / cfg.kl_anneal_steps) if cfg.kl_anneal_steps else 1.0
                 beta = cfg.beta * anneal
                 optimizer.zero_grad(set_to_none=True)
