@@ -167,8 +167,8 @@ def scale(sizes: list[int], kinds: list[str], dim: int, real: np.ndarray | None,
 
 
 # ---- real phrases -----------------------------------------------------------------------------------
-def load_songs(store_path: Path | None, lpd_root: Path, n_songs: int) -> list[tuple[str, np.ndarray]]:
-    """(song id, phrases) for n songs with >= 2 phrases, chosen at random (seed 0)."""
+def load_songs(store_path: Path | None, lpd_root: Path, n_songs: int) -> list[tuple[str, np.ndarray, float]]:
+    """(song id, phrases, tempo) for n songs with >= 2 phrases, chosen at random (seed 0)."""
     rng = np.random.default_rng(0)
     if store_path is not None and store_path.is_dir():
         from midivae.data.store import PhraseStore
@@ -180,7 +180,7 @@ def load_songs(store_path: Path | None, lpd_root: Path, n_songs: int) -> list[tu
         for i in sorted(pick):
             s = songs[i]
             rows = np.arange(s["first_row"], s["first_row"] + s["n_phrases"])
-            out.append((s["song_id"], store.phrases(rows)))
+            out.append((s["song_id"], store.phrases(rows), float(store.tempi(rows[:1])[0])))
         return out
     from midivae.io import read_lpd
     from midivae.song import cut_phrases
@@ -188,9 +188,9 @@ def load_songs(store_path: Path | None, lpd_root: Path, n_songs: int) -> list[tu
     files = sorted(lpd_root.rglob("*.npz"))
     out = []
     for i in rng.permutation(len(files)):
-        p = cut_phrases(read_lpd(files[i])).phrases
-        if len(p) >= 2:
-            out.append((files[i].parent.name, p))
+        cut = cut_phrases(read_lpd(files[i]))
+        if len(cut) >= 2:
+            out.append((files[i].parent.name, cut.phrases, cut.tempo))
         if len(out) == n_songs:
             break
     return out
@@ -219,12 +219,13 @@ def excerpt(songs, encoder, n_time_queries: int) -> dict:
     """The excerpt task for raw pianorolls and latent vectors; per-query times; the two song rules."""
     rng = np.random.default_rng(0)
     idx_p, idx_owner, q_p, q_owner = [], [], [], []
-    for s, (_, ph) in enumerate(songs):
+    for s, (_, ph, _) in enumerate(songs):
         half = (len(ph) + 1) // 2
         idx_p.append(ph[:half]); idx_owner += [s] * half
         q_p.append(ph[half:]); q_owner += [s] * (len(ph) - half)
     idx_p, q_p = np.concatenate(idx_p), np.concatenate(q_p)
     idx_owner, q_owner = np.array(idx_owner), np.array(q_owner)
+    tempo = np.array([t for _, _, t in songs])  # the search head reads each song's tempo
     out = {"n_songs": len(songs), "n_indexed": len(idx_p), "n_queries": len(q_p)}
 
     # latent: encode both halves, exact cosine index
@@ -254,8 +255,8 @@ def excerpt(songs, encoder, n_time_queries: int) -> dict:
         from midivae.evaluate.tasks import ExactScan, two_stage_top_k
 
         spec = ("cosine", lay.coarse_dims, lay.shortlist, lay.signature_dims, lay.fp_weight)
-        idx_s = prepare(encode_search(encoder, idx_p), *spec)
-        q_s = prepare(encode_search(encoder, q_p), *spec)
+        idx_s = prepare(encode_search(encoder, idx_p, tempo=tempo[idx_owner]), *spec)
+        q_s = prepare(encode_search(encoder, q_p, tempo=tempo[q_owner]), *spec)
         two_d = np.concatenate([pairwise(take(q_s, np.arange(a, min(a + 512, len(q_p)))), idx_s)
                                 for a in range(0, len(q_p), 512)])
         out["two_stage_hit1"] = song_hits(two_d, idx_owner, len(songs), q_owner, rng)

@@ -38,12 +38,14 @@ def main() -> None:
         rows = store.rows("train")
         _, song = np.unique(np.asarray(store.song_ids(rows), dtype=object), return_inverse=True)
         packed = np.ascontiguousarray(store.packed(rows))
+        tempo = store.tempi(rows)
     finally:
         store.close()
-    fit_search_head_of(args.checkpoint, packed, args.seed, train_song=song.reshape(-1), song_weight=args.song_weight,
-                       **settings)
+    fit_search_head_of(args.checkpoint, packed, args.seed, train_song=song.reshape(-1), train_tempo=tempo,
+                       song_weight=args.song_weight, **settings)
     head = midivae.load_model(args.checkpoint).search_head
-    print(f"{args.checkpoint}: search head fitted on {rows.size} train phrases: {head.settings()}")
+    print(f"{args.checkpoint}: search head fitted on {rows.size} train phrases ({np.isfinite(tempo).mean():.0%} "
+          f"with a tempo): {head.settings()}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import numpy as np
 from midivae.constants import DRUMS, N_PITCHES, N_TRACKS, PHRASE_CELLS, STEPS_PER_PHRASE, LOWEST_PITCH, PITCHED_TRACKS
 import midivae.data.style as S
 
-BASE = S.phrase_style
-BASE_DIMS = int(S.STYLE_DIMS)
+BASE = lambda ph: S.phrase_style(ph)[:, : S.NOTE_STYLE_DIMS]  # noqa: E731 (the notes' statistics, no tempo code)
+BASE_DIMS = int(S.NOTE_STYLE_DIMS)
 _unit_sum = S._unit_sum
 # GM drum groups: kick, snare/clap, closed hat/pedal, open hat, ride/bell, crash/splash/china, toms, other
 _GROUPS = {0: (35, 36), 1: (37, 38, 39, 40), 2: (42, 44), 3: (46,), 4: (51, 53, 59), 5: (49, 52, 55, 57),

@@ -73,11 +73,12 @@ def song_fit_of(model, songs, seed: int = 0, altered: str = "none") -> tuple[np.
     flat = flatten(songs)
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(6)]
-    for batch in flat.batches(None, 256):
+    for at, batch in zip(range(0, len(flat), 256), flat.batches(None, 256)):
+        tempo = flat.tempo[at : at + 256]  # a view of a phrase keeps its song's tempo
         views = [batch, random_view(batch, rng, VIEWS[altered]).numpy()] if altered != "none" else [batch]
         for j, ph in enumerate(views):
             mu, _, b = model.encode_with_bars(ph)
-            for i, x in enumerate((mu, b, phrase_style(ph))):
+            for i, x in enumerate((mu, b, phrase_style(ph, tempo))):
                 parts[3 * j + i].append(x)
     cat = [np.concatenate(p) if p else None for p in parts]
     return cat[0], SongFit(cat[1], cat[2], flat.song.copy(), seed, (cat[3], cat[4], cat[5]) if altered != "none" else None)
@@ -93,7 +94,7 @@ def rerendered(songs, seed: int) -> list:
     out = []
     for s in songs:
         alt = cut_phrases(song_from_roll(rerender(phrases_to_roll(s.phrases), rng, VERSION_PRESETS["hard"])))
-        out.append(SongPhrases.from_phrases(s.song_id + "__v", alt.phrases, alt.bar_offsets))
+        out.append(SongPhrases.from_phrases(s.song_id + "__v", alt.phrases, alt.bar_offsets, s.tempo))
     return out
 
 
@@ -110,6 +111,10 @@ def main() -> None:
                          "transpositions), or with a generated `hard` re-rendering of every song among its phrases")
     ap.add_argument("--real-versions", type=Path, default=None,
                     help="also version identification on this CSV (file,song) of real MIDI versions")
+    ap.add_argument("--tempo-dropout", type=float, default=0.0,
+                    help="fit with this share of the fitting songs' tempi unknown (a store with tempi)")
+    ap.add_argument("--unknown-tempo", action="store_true",
+                    help="score with every song's tempo unknown (the fit keeps the store's tempi)")
     ap.add_argument("weights", nargs="+", help="song weights (0: no projection; 'shipped': the checkpoint's head as it is)")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -118,8 +123,18 @@ def main() -> None:
     val = load_store_split(args.store, "validation", None)
     train = load_store_split(args.store, "train", None)
     fitting = train[args.fit_from :][: args.fit_songs]
+    if args.tempo_dropout:
+        from dataclasses import replace
+
+        drop = np.random.default_rng(7).random(len(fitting)) < args.tempo_dropout
+        fitting = [replace(s, tempo=float("nan")) if d else s for s, d in zip(fitting, drop)]
     print(f"projection fitted on {len(fitting)} train songs, {args.fit_from} distractors", flush=True)
     mu, fit = song_fit_of(model, fitting, altered=args.altered)
+    if args.unknown_tempo:
+        from dataclasses import replace
+
+        val = [replace(s, tempo=float("nan")) for s in val]
+        train = [replace(s, tempo=float("nan")) for s in train]
     queries = T.altered_queries(val, 1000, seed=0)
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])

@@ -10,7 +10,12 @@ songs). The probe finds each phrase's tempo by its bytes: store phrases take the
 tempo (what midivae's readers keep), altered queries their source phrase's, generated versions
 their song's (as if the writer kept the tempo).
 
-    python scripts/experiments/tempo_style.py --store /tmp/lpdstore [--harmonics 4] 1
+    python scripts/experiments/tempo_style.py --store /tmp/lpdstore [--real-versions CSV] 1
+
+(TEMPO_HARMONICS=K in the environment for another number of harmonics.) This was the probe; the
+tempo code now lives in midivae.data.style and reaches the search head through the store, the
+readers and the evaluation (scripts/experiments/song_projection.py on a store with tempi gives the
+same figures). Figures: docs/model_selection.md ("The song's tempo").
 """
 import hashlib
 import os
@@ -23,8 +28,8 @@ import numpy as np
 import midivae.data.style as S
 from midivae.data.store import pack
 
-BASE = S.phrase_style
-BASE_DIMS = int(S.STYLE_DIMS)
+BASE = lambda ph: S.phrase_style(ph)[:, : S.NOTE_STYLE_DIMS]  # noqa: E731 (the notes' statistics, no tempo code)
+BASE_DIMS = int(S.NOTE_STYLE_DIMS)
 K = int(os.environ.get("TEMPO_HARMONICS", "4"))
 EXTRA = 2 * K
 TEMPO: dict[bytes, float] = {}

@@ -60,11 +60,13 @@ class Song:
 class Phrases:
     """The non-empty 4-bar phrases of a song and the bar each one starts on.
 
-    Bar offsets count 4-beat bars (STEPS_PER_BAR steps) from the start of the song.
+    Bar offsets count 4-beat bars (STEPS_PER_BAR steps) from the start of the song; ``tempo`` is
+    the song's (first) tempo in BPM, NaN where unknown (a search head may read it).
     """
 
     phrases: np.ndarray  # (n, *PHRASE_SHAPE) bool
     bar_offsets: np.ndarray  # (n,) int64
+    tempo: float = float("nan")
 
     def __len__(self) -> int:
         return int(self.phrases.shape[0])
@@ -156,8 +158,8 @@ def cut_phrases(song: Song, keep_empty: bool = False) -> Phrases:
         chunks.append(block)
         offsets.append(bars)
     if not chunks:
-        return Phrases(np.zeros((0, *PHRASE_SHAPE), dtype=bool), np.zeros(0, dtype=np.int64))
-    return Phrases(np.concatenate(chunks), np.concatenate(offsets))
+        return Phrases(np.zeros((0, *PHRASE_SHAPE), dtype=bool), np.zeros(0, dtype=np.int64), song.tempo)
+    return Phrases(np.concatenate(chunks), np.concatenate(offsets), song.tempo)
 
 
 def phrases_to_roll(phrases: np.ndarray) -> np.ndarray:

@@ -62,6 +62,15 @@ def test_ingest_writes_a_store_readers_can_use(data_dir: Path, tmp_path: Path) -
         masks = table["track_mask"][mine]
         used = first.phrases.reshape(len(first), -1, 5).any(axis=1)
         assert np.array_equal(masks, (used * (1 << np.arange(5))).sum(axis=1))
+        # each row carries its song's tempo, as the reader gives it
+        assert np.all(store.tempi(mine) == read_lpd(files[0]).tempo) and np.isfinite(store.tempi()).all()
+    # a store written before tempi were kept (no tempo table) reads them as unknown
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "store" / "manifest.sqlite") as db:
+        db.execute("DROP TABLE song_tempo")
+    with PhraseStore.open(tmp_path / "store") as store:
+        assert np.isnan(store.tempi()).all() and len(store.tempi([0, 1])) == 2
 
 
 def test_duplicate_songs_are_stored_once_in_one_split(data_dir: Path, tmp_path: Path) -> None:
@@ -180,5 +189,6 @@ def test_musegan_phrase_file_ingests_one_song_per_phrase(tmp_path: Path) -> None
     with PhraseStore.open(tmp_path / "store") as store:
         assert np.array_equal(store.phrases(), np.delete(phrases, 5, axis=0))
         assert store.song_ids()[:2] == ["train_x_lpd_5_phr/000000", "train_x_lpd_5_phr/000001"]
+        assert np.isnan(store.tempi()).all()  # a phrase file keeps no tempo
     again = ingest([tmp_path / "train_x_lpd_5_phr.npz"], tmp_path / "store", workers=1)
     assert again.phrases_written == 0

@@ -136,6 +136,41 @@ def test_version_identification_searches_files_with_several_embed(make_songs):
         assert r["n_queries"] == 6 and r["hit@1"] == pytest.approx(hit1)
 
 
+def _with_tempi(songs, tempi):
+    from dataclasses import replace
+
+    return [replace(s, tempo=float(t)) for s, t in zip(songs, tempi)]
+
+
+def tempo_only(phrases, tempo):
+    """An embedding that sees nothing but the song's tempo: it finds a song iff tasks pass the tempi."""
+    return np.stack([np.log2(tempo), np.zeros(len(phrases))], axis=1).astype(np.float32)
+
+
+def test_tasks_pass_each_phrases_song_tempo_to_an_embedding_that_reads_it(make_songs):
+    songs = _with_tempi(make_songs(10, half=3, seed=2), 60.0 * 1.1 ** np.arange(10))
+    emb = Embedding("tempo", tempo_only, "euclidean", 2, 8, reads_tempo=True)
+    assert tasks.excerpt_retrieval(songs, emb)["hit@1"] == 1.0
+    r = tasks.robustness(songs, emb, n_queries=30, any_key_queries=10)  # altered copies keep the tempo
+    for name in ("drop_20pct_notes", "shift_eighth", "transpose_up_2"):
+        assert r[f"{name}/song_hit1"] == 1.0
+    assert r["transpose_up_2/song_hit1_anykey"] == 1.0
+    assert tasks.original_protocol(songs, emb)["top1"] == pytest.approx(1.0)
+    # an embedding that does not read tempi is called with the phrases alone
+    assert tasks.excerpt_retrieval(songs, identity, "euclidean")["hit@1"] == 1.0
+
+
+def test_version_folder_keeps_each_songs_tempo(make_songs, tmp_path):
+    from midivae.evaluate.versions import generated_versions
+
+    songs = _with_tempi(make_songs(3, half=2, seed=5), [90.0, 133.0, float("nan")])
+    vs = generated_versions(songs, tmp_path, 2, 1)
+    tempo = {s.song_id: s.tempo for s in vs.songs}
+    assert tempo["song00.mid"] == tempo["song00__v2.mid"] == pytest.approx(90.0)
+    assert tempo["song01.mid"] == pytest.approx(133.0)
+    assert tempo["song02.mid"] == pytest.approx(120.0)  # unknown: written at MIDI's default
+
+
 def test_version_folder_round_trip(make_songs, tmp_path):
     from midivae.evaluate.versions import generated_versions, load_versions, make_version_folder
 

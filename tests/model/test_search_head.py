@@ -158,6 +158,50 @@ def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(r
         SearchHead(head.basis, song_projection=head.song_projection, style_center=None, style_scale=None, song_weight=1.0)
 
 
+def test_a_song_projection_fitted_with_tempi_reads_the_songs_tempo(real_phrases, tmp_path):
+    import shutil
+
+    from midivae.data.style import NOTE_STYLE_DIMS, STYLE_DIMS
+    from midivae.model.api import load_model, pretrained_path
+    from midivae.model.train import fit_search_head_of
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(pretrained_path(), ckpt)
+    n = len(real_phrases)
+    rows = np.resize(np.arange(n), 256)
+    song = np.resize(np.arange(n) * 4 // n, 256)
+    tempo = np.array([72.0, 96.0, 128.0, 150.0])[song]  # each made-up song has its own tempo
+    tempo[:8] = np.nan  # some unknown: the fit must take them
+    packed = np.packbits(real_phrases[rows].reshape(len(rows), -1), axis=1)
+    fit_search_head_of(ckpt, packed, train_song=song, train_tempo=tempo)
+    model = load_model(ckpt)
+    head = model.search_head
+    assert head.reads_tempo and head.style_center.shape == (STYLE_DIMS,) and np.isfinite(head.style_center).all()
+    ph = real_phrases[:4]
+    at = {bpm: model.encode_search(ph, bpm) for bpm in (96.0, 192.0, 128.0)}
+    np.testing.assert_allclose(at[192.0], at[96.0], atol=1e-5)  # double time: the same code
+    assert np.abs(at[128.0][:, :192] - at[96.0][:, :192]).max() > 1e-3  # another tempo moves the content
+    np.testing.assert_array_equal(at[128.0][:, 192:], at[96.0][:, 192:])  # not the bar part or fingerprints
+    # per-phrase tempi = one call per tempo; unknown (None, NaN) = the fitted mean, no evidence
+    mixed = model.encode_search(ph, np.array([96.0, 128.0, 96.0, 128.0]))
+    np.testing.assert_allclose(mixed[::2], at[96.0][::2], atol=1e-6)
+    np.testing.assert_allclose(mixed[1::2], at[128.0][1::2], atol=1e-6)
+    np.testing.assert_array_equal(model.encode_search(ph), model.encode_search(ph, np.nan))
+    mu, _, bars = model.encode_with_bars(ph)
+    from midivae.model.search_head import bar_order, unit_rows
+    from midivae.model.song_projection import features
+
+    x = features(unit_rows(mu), bar_order(bars), np.full((4, STYLE_DIMS), np.nan), head.style_center, head.style_scale)
+    assert not x[:, -STYLE_DIMS:].any()
+    # a head fitted before the tempo code (171 statistics) still loads and ignores tempi
+    old = SearchHead(head.basis, head.bar_weight, head.coarse_dims, head.shortlist, head.fingerprint_hashes,
+                     head.fingerprint_weight, song_projection=head.song_projection[: -(STYLE_DIMS - NOTE_STYLE_DIMS)],
+                     style_center=head.style_center[:NOTE_STYLE_DIMS], style_scale=head.style_scale[:NOTE_STYLE_DIMS],
+                     song_weight=head.song_weight)
+    assert not old.reads_tempo
+    np.testing.assert_array_equal(old.search_vectors(mu, bars, ph, 96.0), old.search_vectors(mu, bars, ph, 128.0))
+
+
 def test_a_search_head_file_with_a_bad_song_projection_is_refused(tmp_path):
     head = SearchHead(np.eye(12, dtype=np.float32), 0.0, 4, 10, 0, 0.0, song_projection=np.ones((20, 4), np.float32),
                       style_center=np.zeros(171, np.float32), style_scale=np.ones(171, np.float32), song_weight=1.0)
@@ -207,6 +251,34 @@ def test_an_index_of_the_shipped_model_finds_a_song_by_its_own_file(data_dir, tm
     assert len(result.hits) == 4 and result.hits[0].song_id.endswith(files[2].stem)
     assert result.hits[0].distance < 1e-4 and result.hits[0].same_content  # itself, at distance 0
     assert len(by_id.hits) == 3 and result.hits[0].song_id not in [h.song_id for h in by_id.hits]
+
+
+def test_an_index_built_from_a_store_holds_the_vectors_of_its_files(data_dir, tmp_path):
+    """The store keeps each song's tempo, so the shipped search head (which reads it) gives a song
+    the same vectors whether the index reads its file or the store."""
+    from midivae.data.ingest import ingest
+    from midivae.index import LatentIndex
+    from midivae.index.build import build_index
+    from midivae.model.api import load_model
+
+    files = sorted((data_dir / "lpd5" / "lpd_5_cleansed").rglob("*.npz"))[:3]
+    if len(files) < 3:
+        pytest.skip("LPD-5 songs not found")
+    model = load_model()
+    ingest(files, tmp_path / "store", workers=1)
+    vectors = []
+    for name, data in (("files", files), ("store", [tmp_path / "store"])):
+        build_index(data, tmp_path / f"ix_{name}", model, workers=1)
+        with LatentIndex.open(tmp_path / f"ix_{name}") as ix:
+            by_hash = {}
+            for sid in ix.catalogue.song_ids():
+                record = ix.song(sid)
+                vids, _ = ix.catalogue.song_phrases(record.song_key)
+                by_hash[record.content_hash] = ix.search_vectors(vids)
+            vectors.append(by_hash)
+    assert sorted(vectors[0]) == sorted(vectors[1]) and len(vectors[0]) == 3
+    for key, v in vectors[0].items():
+        np.testing.assert_allclose(vectors[1][key], v, atol=1e-5)
 
 
 def test_the_rotation_is_square_and_orthonormal_for_few_or_many_rows():

@@ -113,7 +113,8 @@ def _digest(data: bytes, size: int) -> str:
     return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
-def make_record(source: str, song_id: str, phrases: np.ndarray, bar_offsets: np.ndarray) -> SongRecord:
+def make_record(source: str, song_id: str, phrases: np.ndarray, bar_offsets: np.ndarray,
+                tempo: float = float("nan")) -> SongRecord:
     packed = pack(phrases)
     return SongRecord(
         source=source,
@@ -124,6 +125,7 @@ def make_record(source: str, song_id: str, phrases: np.ndarray, bar_offsets: np.
         phrase_hashes=tuple(_digest(row.tobytes(), 8) for row in packed),
         track_masks=track_masks(phrases),
         n_notes=note_counts(phrases),
+        tempo=float(tempo),
     )
 
 
@@ -145,7 +147,7 @@ def _read_one(args: tuple[Path, bool]) -> _Outcome:
         cut = cut_phrases(song)
         if len(cut) == 0:
             return _Outcome(str(path), None, "no non-empty 4-bar phrase")
-        record = make_record(str(path), song_id_for(path), cut.phrases, cut.bar_offsets)
+        record = make_record(str(path), song_id_for(path), cut.phrases, cut.bar_offsets, song.tempo)
         return _Outcome(str(path), record, None, len(song.skipped))
     except MidiVaeError as exc:
         return _Outcome(str(path), None, getattr(exc, "cause", str(exc)))

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS phrases (
     phrase_hash TEXT NOT NULL, track_mask INTEGER NOT NULL, n_notes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS phrases_song ON phrases (song_id);
+CREATE TABLE IF NOT EXISTS song_tempo (song_id TEXT PRIMARY KEY, bpm REAL NOT NULL);
 """
 
 
@@ -181,6 +182,18 @@ class PhraseStore:
     def bar_offsets(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         return np.asarray(self._column("bar_offset", rows), dtype=np.int64)
 
+    def tempi(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Each row's song tempo in BPM, float64; NaN where unknown (a store written before tempi
+        were kept, or a song read from a MuseGAN phrase file)."""
+        if "tempo" not in self._columns:
+            try:
+                known = dict(self._db.execute("SELECT song_id, bpm FROM song_tempo"))
+            except sqlite3.OperationalError:  # no such table: a store from before tempi were kept
+                known = {}
+            self._columns["tempo"] = [known.get(s, float("nan")) for s in self.song_ids()]
+        values = np.asarray(self._columns["tempo"], dtype=np.float64)
+        return values if rows is None else values[np.asarray(rows, dtype=np.int64)]
+
     def phrase_table(self) -> dict[str, np.ndarray]:
         """Every phrase's manifest entry as columns (row order)."""
         cur = self._db.execute(
@@ -235,6 +248,7 @@ class SongRecord:
     phrase_hashes: tuple[str, ...]
     track_masks: np.ndarray
     n_notes: np.ndarray
+    tempo: float = float("nan")  # the song's (first) tempo in BPM; NaN: unknown (a MuseGAN phrase file)
 
 
 class StoreWriter:
@@ -294,7 +308,7 @@ class StoreWriter:
         """Append songs and record skipped sources ``(path, reason)``, all in one transaction."""
         rows_before = self.n_rows
         blobs = []
-        song_rows, phrase_rows, source_rows = [], [], []
+        song_rows, phrase_rows, source_rows, tempo_rows = [], [], [], []
         row = rows_before
         for s in songs:
             original = self._hashes.get(s.content_hash)
@@ -311,6 +325,8 @@ class StoreWriter:
                 phrase_rows.append(
                     (row + i, s.song_id, int(s.bar_offsets[i]), s.phrase_hashes[i], int(s.track_masks[i]), int(s.n_notes[i]))
                 )
+            if np.isfinite(s.tempo) and s.tempo > 0:
+                tempo_rows.append((s.song_id, float(s.tempo)))
             blobs.append(np.ascontiguousarray(s.packed, dtype=np.uint8).tobytes())
             row += n
         source_rows.extend((path, None, "skipped", reason, 0) for path, reason in skipped)
@@ -322,6 +338,7 @@ class StoreWriter:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT INTO songs VALUES (?,?,?,?,?,?,?)", song_rows)
             self._db.executemany("INSERT INTO phrases VALUES (?,?,?,?,?,?)", phrase_rows)
+            self._db.executemany("INSERT OR REPLACE INTO song_tempo VALUES (?,?)", tempo_rows)
             self._db.executemany("INSERT OR REPLACE INTO sources VALUES (?,?,?,?,?)", source_rows)
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'n_rows'", (str(row),))
             self._db.execute("COMMIT")

@@ -232,22 +232,22 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     if head is not None and not head.shortlist and not head.needs_bars:
         head = None  # the plain scan of the posterior means
 
-    def search_vectors(z: np.ndarray, phrases: np.ndarray) -> np.ndarray:
+    def search_vectors(z: np.ndarray, phrases: np.ndarray, tempo: np.ndarray | None) -> np.ndarray:
         if head is None:
             return z
-        return head.search_vectors(z, enc.bars(phrases) if head.needs_bars else None, phrases)
+        return head.search_vectors(z, enc.bars(phrases) if head.needs_bars else None, phrases, tempo)
 
-    def embed(phrases: np.ndarray) -> np.ndarray:
-        return search_vectors(enc.encode(phrases)[0], phrases)
+    def embed(phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray:
+        return search_vectors(enc.encode(phrases)[0], phrases, tempo)
 
-    def several_embed(phrases: np.ndarray) -> np.ndarray:
-        return head.without_song(embed(phrases))
+    def several_embed(phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray:
+        return head.without_song(embed(phrases, tempo))
 
-    def sample(phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def sample(phrases: np.ndarray, rng: np.random.Generator, tempo: np.ndarray | None = None) -> np.ndarray:
         mu, logvar = enc.encode(phrases)
         mu, logvar = mu.astype(np.float64), logvar.astype(np.float64)
         z = (mu + np.exp(0.5 * logvar) * rng.standard_normal(mu.shape)).astype(np.float32)
-        return search_vectors(z, phrases)
+        return search_vectors(z, phrases, tempo)
 
     ckpt = str(getattr(model, "checkpoint_id", ""))
     dims = int(model.latent_dim)
@@ -264,14 +264,15 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
         sample=sample, kind="model", coarse_dims=head.coarse_dims if head.shortlist else 0, shortlist=head.shortlist,
         song_dims=head.content_dims, signature_dims=fp, fp_weight=head.fingerprint_weight,
         notes=(f"search vectors ({dims}-dim posterior mean"
-               + (f" + {head.song_weight} x {head.song_dims}-dim song projection" if head.song_dims else "") + " rotated"
+               + (f" + {head.song_weight} x {head.song_dims}-dim song projection"
+                  + (" (reading the song's tempo)" if head.reads_tempo else "") if head.song_dims else "") + " rotated"
                + (f" + {head.bar_weight} x per-bar part" if head.bar_weight else "")
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
                + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
                + f"), cosine; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
-        several_embed=several_embed if head.song_dims else None,
+        several_embed=several_embed if head.song_dims else None, reads_tempo=head.reads_tempo,
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
 
 

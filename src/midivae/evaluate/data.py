@@ -33,20 +33,23 @@ def unpack(packed: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SongPhrases:
-    """One song's non-empty phrases in order, bit-packed, with the bar each one starts on."""
+    """One song's non-empty phrases in order, bit-packed, with the bar each one starts on, and the
+    song's tempo (BPM; NaN: unknown), which a model's search head may read."""
 
     song_id: str
     packed: np.ndarray  # (n, 10080) uint8
     bar_offsets: np.ndarray  # (n,) int64
+    tempo: float = float("nan")
 
     @classmethod
-    def from_phrases(cls, song_id: str, phrases: np.ndarray, bar_offsets: np.ndarray | None = None) -> "SongPhrases":
+    def from_phrases(cls, song_id: str, phrases: np.ndarray, bar_offsets: np.ndarray | None = None,
+                     tempo: float = float("nan")) -> "SongPhrases":
         phrases = np.asarray(phrases, dtype=bool)
         if phrases.ndim != 5 or phrases.shape[1:] != PHRASE_SHAPE:
             raise ValueError(f"phrases must have shape (n, {PHRASE_SHAPE}), got {phrases.shape}")
         if bar_offsets is None:
             bar_offsets = 4 * np.arange(len(phrases), dtype=np.int64)
-        return cls(song_id, pack(phrases), np.asarray(bar_offsets, dtype=np.int64))
+        return cls(song_id, pack(phrases), np.asarray(bar_offsets, dtype=np.int64), float(tempo))
 
     @property
     def phrases(self) -> np.ndarray:
@@ -75,6 +78,7 @@ class Flat:
     song: np.ndarray  # (N,) int64 index into the song list
     bar_offsets: np.ndarray
     starts: np.ndarray  # first row of each song
+    tempo: np.ndarray  # (N,) float64 song tempo of each row (NaN: unknown)
 
     def __len__(self) -> int:
         return int(self.packed.shape[0])
@@ -94,14 +98,15 @@ def flatten(songs: Sequence[SongPhrases]) -> Flat:
     else:
         packed = np.zeros((0, int(np.prod(PHRASE_SHAPE)) // 8), np.uint8)
         offsets = np.zeros(0, np.int64)
-    return Flat(packed, np.repeat(np.arange(len(songs)), lengths), offsets, starts.astype(np.int64))
+    tempo = np.repeat(np.array([s.tempo for s in songs], dtype=np.float64), lengths)
+    return Flat(packed, np.repeat(np.arange(len(songs)), lengths), offsets, starts.astype(np.int64), tempo)
 
 
 def share_rows(songs: Sequence[SongPhrases], flat: Flat) -> list[SongPhrases]:
     """``songs`` again, their phrases now views of ``flat`` (``flatten(songs)``): a run that keeps
     both then holds each phrase once, not twice (0.2 MB per song of an LPD-5 collection)."""
     ends = np.append(flat.starts[1:], len(flat))
-    return [SongPhrases(s.song_id, flat.packed[a:b], s.bar_offsets) for s, a, b in zip(songs, flat.starts, ends)]
+    return [SongPhrases(s.song_id, flat.packed[a:b], s.bar_offsets, s.tempo) for s, a, b in zip(songs, flat.starts, ends)]
 
 
 def stable_hash(text: str) -> int:
@@ -148,7 +153,7 @@ def read_song_file(path: Path) -> SongPhrases:
     else:
         song, song_id = read_midi(path), path.stem
     ph = cut_phrases(song)
-    return SongPhrases(song_id, pack(ph.phrases), ph.bar_offsets)
+    return SongPhrases(song_id, pack(ph.phrases), ph.bar_offsets, song.tempo)
 
 
 def load_files(paths: Sequence[Path], min_phrases: int = 1) -> tuple[list[SongPhrases], list[str]]:
@@ -207,6 +212,7 @@ def load_store_split(store_path: Path, split: str, max_songs: int | None, seed: 
     rows = np.asarray(store.rows(split), dtype=np.int64)
     ids = list(store.song_ids(rows))
     offsets = np.asarray(store.bar_offsets(rows), dtype=np.int64)
+    tempi = store.tempi(rows)
     by_song: dict[str, list[int]] = {}
     for i, sid in enumerate(ids):
         by_song.setdefault(sid, []).append(i)
@@ -215,7 +221,7 @@ def load_store_split(store_path: Path, split: str, max_songs: int | None, seed: 
     for sid in chosen:
         idx = np.array(by_song[sid])
         idx = idx[np.argsort(offsets[idx], kind="stable")]
-        songs.append(SongPhrases(sid, np.asarray(store.packed(rows[idx]), dtype=np.uint8), offsets[idx]))
+        songs.append(SongPhrases(sid, np.asarray(store.packed(rows[idx]), dtype=np.uint8), offsets[idx], float(tempi[idx[0]])))
     return songs
 
 

@@ -1,7 +1,10 @@
 """The one thing every evaluation task consumes: an embedding function with its distance and cost.
 
 Tasks accept either an :class:`Embedding` or a bare callable ``embed(phrases) -> (n, d)`` plus a
-distance name; :func:`as_embedding` turns the latter into the former.
+distance name; :func:`as_embedding` turns the latter into the former. An embedding that reads the
+phrases' song tempo (``reads_tempo``: a model whose search head was fitted with tempi) is called
+``embed(phrases, tempo)``, tempo float64 ``(n,)`` in BPM (NaN: unknown); tasks pass it through
+:meth:`Embedding.vectors`, which leaves the baselines' one-argument calls as they are.
 """
 
 from __future__ import annotations
@@ -56,15 +59,27 @@ class Embedding:
     #: searched in, query and index side (a model's search vectors without their song part, see
     #: midivae.search_space)
     several_embed: EmbedFn | None = None
+    #: ``embed`` (and ``sample``, ``several_embed``) take the phrases' song tempo as a second argument
+    reads_tempo: bool = False
+
+    def vectors(self, phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray | sp.spmatrix:
+        """``embed(phrases)``, with the tempi where this embedding reads them."""
+        return self.embed(phrases, _tempo(tempo, len(phrases))) if self.reads_tempo else self.embed(phrases)
 
     def prepare(self, vectors: np.ndarray | sp.spmatrix) -> Prepared:
         """The vectors ready for this embedding's search (see :func:`~midivae.evaluate.metrics.prepare`)."""
         return prepare(vectors, self.distance, self.coarse_dims, self.shortlist, self.signature_dims, self.fp_weight)
 
-    def encode_sampled(self, phrases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def encode_sampled(self, phrases: np.ndarray, rng: np.random.Generator, tempo: np.ndarray | None = None) -> np.ndarray:
         if self.sample is None:
-            return dense(self.embed(phrases))
+            return dense(self.vectors(phrases, tempo))
+        if self.reads_tempo:
+            return self.sample(phrases, rng, _tempo(tempo, len(phrases)))
         return self.sample(phrases, rng)
+
+
+def _tempo(tempo: np.ndarray | None, n: int) -> np.ndarray:
+    return np.full(n, np.nan) if tempo is None else np.asarray(tempo, dtype=np.float64)
 
 
 def as_embedding(embed: Embedding | EmbedFn, distance: str | None = None, name: str = "embedding") -> Embedding:
@@ -79,9 +94,11 @@ def dense(v: np.ndarray | sp.spmatrix) -> np.ndarray:
     return v.toarray() if sp.issparse(v) else np.asarray(v)
 
 
-def embed_batches(emb: Embedding, batches: Iterable[np.ndarray]) -> np.ndarray | sp.csr_matrix:
-    """Embed a stream of phrase batches and stack the results (sparse stays sparse)."""
-    parts = [emb.embed(np.asarray(b, dtype=bool)) for b in batches]
+def embed_batches(emb: Embedding, batches: Iterable[np.ndarray | tuple[np.ndarray, np.ndarray]]) -> np.ndarray | sp.csr_matrix:
+    """Embed a stream of phrase batches (or of (phrases, tempi) pairs) and stack the results
+    (sparse stays sparse)."""
+    parts = [emb.vectors(np.asarray(b[0], dtype=bool), b[1]) if isinstance(b, tuple) else emb.vectors(np.asarray(b, dtype=bool))
+             for b in batches]
     parts = [p for p in parts if p.shape[0]]
     if not parts:
         return np.zeros((0, max(emb.dims, 0)), dtype=np.float32)
@@ -90,8 +107,10 @@ def embed_batches(emb: Embedding, batches: Iterable[np.ndarray]) -> np.ndarray |
     return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
 
 
-def embed_phrases(emb: Embedding, phrases: np.ndarray, batch: int = BATCH) -> np.ndarray | sp.csr_matrix:
+def embed_phrases(emb: Embedding, phrases: np.ndarray, tempo: np.ndarray | None = None,
+                  batch: int = BATCH) -> np.ndarray | sp.csr_matrix:
     phrases = np.asarray(phrases)
     if phrases.shape[1:] != PHRASE_SHAPE:
         raise ValueError(f"phrases must have shape (n, {PHRASE_SHAPE}), got {phrases.shape}")
-    return embed_batches(emb, (phrases[i : i + batch] for i in range(0, len(phrases), batch)))
+    tempo = _tempo(tempo, len(phrases))
+    return embed_batches(emb, ((phrases[i : i + batch], tempo[i : i + batch]) for i in range(0, len(phrases), batch)))

@@ -179,7 +179,8 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         L += ["Regenerate with:", "", "```", ingest + cfg["command"], "```", ""]
     L += [
         f"- Data: `{data['source']}` — {data['n_songs']:,} songs, {data['n_phrases']:,} phrases evaluated. "
-        f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines).",
+        f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines)."
+        + _tempo_note(data.get("tempo_known")),
         "- Model: " + (f"checkpoint `{m['model']['checkpoint_id']}`, latent size {m['model']['latent_dim']}"
                          if m["model"]["evaluated"] else f"not evaluated — {m['model']['note']}"),
         f"- Machine: {m['machine']['platform']}, Python {m['machine']['python']}, CPU flags "
@@ -456,3 +457,14 @@ def excerpt_bars(out: Path, methods: dict) -> str | None:
     fig.savefig(Path(out) / EXCERPT_BARS)
     plt.close(fig)
     return EXCERPT_BARS
+
+
+def _tempo_note(known: float | None) -> str:
+    """How many phrases came with their song's tempo (the model's search head reads it; the
+    baselines do not); a store ingested before tempi were kept has none, and says so."""
+    if known is None:
+        return ""
+    if known == 0:
+        return (" No phrase has its song's tempo (a store ingested before tempi were kept, or a phrase file):"
+                " the model searches without it; re-ingest for its full quality.")
+    return f" {known:.0%} of the phrases have their song's tempo (the model's search reads it; the baselines do not)."

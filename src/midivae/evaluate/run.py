@@ -115,6 +115,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     data = replace(data, test=share_rows(data.test, flat))  # the phrases held once, not twice
     songs = data.test
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
+    if len(flat) and not np.isfinite(flat.tempo).any():
+        log("note: no song's tempo is known (a store ingested before tempi were kept?); the model searches without "
+            "it; re-ingest the songs for its full quality")
 
     model_rows, models, model_note = load_model_rows(cfg, log)
     if model_note:
@@ -184,7 +187,8 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "data": {"source": data.source, "built_from": data.built_from, "split_rule": data.split_rule, "n_songs": len(songs),
                  "n_phrases": len(flat), "n_fit_songs": len(data.fit), "skipped_files": len(data.skipped),
-                 "n_labelled_songs": len(labels)},
+                 "n_labelled_songs": len(labels),
+                 "tempo_known": float(np.isfinite(flat.tempo).mean()) if len(flat) else 0.0},
         "model": {"evaluated": bool(models), "note": model_note,
                   "checkpoint_id": str(getattr(models[0], "checkpoint_id", "")) if models else "",
                   "latent_dim": dims},

@@ -44,15 +44,16 @@ ANY_KEY_QUERIES = 500
 def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch: int = 256):
     """Embed the phrases of a :class:`Flat` (optionally a subset of its rows), batch by batch
     (a progress bar under the current :func:`~midivae.evaluate.parallel.progress` label)."""
-    n = len(flat) if rows is None else len(rows)
-    with progress_bar(n, shown=n > 4 * batch, unit="phrase") as bar:
-        return embed_batches(emb, _counted_batches(flat.batches(rows, batch), bar))
+    rows = np.arange(len(flat)) if rows is None else np.asarray(rows)
+    tempi = (flat.tempo[rows[i : i + batch]] for i in range(0, len(rows), batch))
+    with progress_bar(len(rows), shown=len(rows) > 4 * batch, unit="phrase") as bar:
+        return embed_batches(emb, _counted_batches(zip(flat.batches(rows, batch), tempi), bar))
 
 
-def _counted_batches(batches: Iterable[np.ndarray], bar) -> Iterator[np.ndarray]:
+def _counted_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for b in batches:
         yield b
-        bar.update(len(b))  # once the batch is embedded
+        bar.update(len(b[0]))  # once the batch is embedded
 
 
 def _song_ranks(
@@ -119,9 +120,10 @@ def original_protocol(
     if len(songs) < 2:
         raise ValueError("the original protocol needs at least 2 songs")
     first = np.stack([s.phrases[0] for s in songs])
+    tempo = np.array([s.tempo for s in songs], dtype=np.float64)
     rng = np.random.default_rng(seed)
-    z1 = emb.prepare(emb.encode_sampled(first, rng))
-    z2 = emb.prepare(emb.encode_sampled(first, rng))
+    z1 = emb.prepare(emb.encode_sampled(first, rng, tempo))
+    z2 = emb.prepare(emb.encode_sampled(first, rng, tempo))
     d = pairwise(z1, z2)
     stats = rank_of_target(d, np.arange(len(songs)), tie_tolerance(z1, z2))
     out = _hits(stats, (1,))
@@ -302,7 +304,8 @@ def robustness(
         for a in range(0, len(kept_rows), QUERY_CHUNK):
             altered = unpack(queries.packed[name][a : a + QUERY_CHUNK])
             target, qpos = kept_rows[a : a + QUERY_CHUNK], qpos_all[a : a + QUERY_CHUNK]
-            q = emb.prepare(embed_phrases(emb, altered))
+            tempo = flat.tempo[target]  # an alteration of the notes keeps the song's tempo
+            q = emb.prepare(embed_phrases(emb, altered, tempo))
             d = pairwise(q, index)
             tol = tie_tolerance(q, index)
             s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
@@ -310,12 +313,12 @@ def robustness(
             row_st.append(r0)
             if any_key and name in TRANSPOSITIONS and (any_key_queries is None or a < any_key_queries):
                 n_ak = len(altered) if any_key_queries is None else min(len(altered), any_key_queries - a)
-                altered, target, qpos, d = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak]
+                altered, target, qpos, d, tempo = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak], tempo[:n_ak]
                 tol = tol[:n_ak]
                 best = d
                 for shift in ANY_KEY_SHIFTS:
                     if shift != 0:
-                        qv = emb.prepare(embed_phrases(emb, transpose(altered, shift)))
+                        qv = emb.prepare(embed_phrases(emb, transpose(altered, shift), tempo))
                         best = np.minimum(best, pairwise(qv, index))
                 s1, r1 = self_ranks(best, flat, target, qpos, dup_q, dup_c, tol)
                 song_ak.append(s1)
@@ -769,7 +772,7 @@ def cost(
     enc = time.perf_counter() - t0
     vecs = embed_flat(emb, flat) if vectors is None else vectors
     index = emb.prepare(vecs)
-    qv = emb.prepare(embed_phrases(emb, phrases[:n_queries]))
+    qv = emb.prepare(embed_phrases(emb, phrases[:n_queries], flat.tempo[rows[:n_queries]]))
     seconds = query_seconds(index, qv, k=min(QUERY_K, len(flat)))
     extra = {}
     if hasattr(index.vectors, "toarray"):

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from midivae.constants import (CYMBALS, DRUMS, LOWEST_PITCH, LPD_N_PITCHES, MIDI_SUFFIXES, N_PITCHES, PITCHED_TRACKS,
+from midivae.constants import (CYMBALS, DEFAULT_TEMPO, DRUMS, LOWEST_PITCH, LPD_N_PITCHES, MIDI_SUFFIXES, N_PITCHES, PITCHED_TRACKS,
                                STEPS_PER_BAR)
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
 from midivae.evaluate.data import SongPhrases, find_files, load_store_split_first, read_song_file
@@ -140,7 +140,7 @@ def load_versions(folder: Path, csv_path: Path | None = None) -> VersionSet:
             skipped.append(f"{f}: no non-empty phrase")
             continue
         rel = str(f.relative_to(folder))
-        out_songs.append(SongPhrases(rel, song.packed, song.bar_offsets))
+        out_songs.append(SongPhrases(rel, song.packed, song.bar_offsets, song.tempo))
         groups.append(song_of.get(f.resolve(), f"__distractor__/{rel}"))
     found = VersionSet(out_songs, groups, tuple(skipped))
     if not found.n_queries:
@@ -308,12 +308,13 @@ def make_version_folder(
     for i, s in enumerate(songs):
         roll = phrases_to_roll(s.phrases)
         name = _safe(s.song_id)
-        write_midi(out_dir / f"{name}.mid", roll)
+        tempo = s.tempo if np.isfinite(s.tempo) and s.tempo > 0 else DEFAULT_TEMPO
+        write_midi(out_dir / f"{name}.mid", roll, tempo)
         rows.append((f"{name}.mid", s.song_id))
         if i < n_versioned:
             alt = rerender(roll, rng, cfg)
             if alt.any():
-                write_midi(out_dir / f"{name}__v2.mid", alt)
+                write_midi(out_dir / f"{name}__v2.mid", alt, tempo)
                 rows.append((f"{name}__v2.mid", s.song_id))
     csv_path = out_dir / "versions.csv"
     with csv_path.open("w", newline="") as fh:

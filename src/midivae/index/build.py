@@ -71,7 +71,8 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         if not pending:
             return
         allp = np.concatenate([p.phrases for _, p in pending])
-        means = encode_search(encoder, allp, batch=batch)
+        tempo = np.concatenate([np.full(len(p), p.tempo) for _, p in pending])
+        means = encode_search(encoder, allp, batch=batch, tempo=tempo)
         start = 0
         for source, phrases in pending:
             n = len(phrases)

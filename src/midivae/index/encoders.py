@@ -139,24 +139,34 @@ def search_layout(encoder: Encoder) -> SearchLayout:
                         float(head.fingerprint_weight), int(encoder.latent_dim), head.mean_axes)
 
 
-def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str) -> np.ndarray:
+def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str,
+                    tempo: np.ndarray | float | None = None) -> np.ndarray:
     """``encode`` applied ``batch`` phrases at a time into one float32 ``(n, width)`` array, each
-    batch checked for its shape and for NaN (a bad checkpoint must not reach an index)."""
+    batch checked for its shape and for NaN (a bad checkpoint must not reach an index); with
+    ``tempo`` (BPM per phrase, or one for all), ``encode(phrases, tempo)``."""
     phrases = check_phrases(phrases)
+    bpm = None if tempo is None else np.broadcast_to(np.asarray(tempo, np.float64), (phrases.shape[0],))
     out = np.empty((phrases.shape[0], width), dtype=np.float32)
     for start in range(0, phrases.shape[0], batch):
-        v = np.asarray(encode(phrases[start : start + batch]), dtype=np.float32)
+        chunk = phrases[start : start + batch]
+        v = np.asarray(encode(chunk) if bpm is None else encode(chunk, bpm[start : start + batch]), dtype=np.float32)
         if v.shape != (min(batch, phrases.shape[0] - start), width) or not np.isfinite(v).all():
             raise CheckpointError(f"encoder {encoder.checkpoint_id!r} returned bad {what} {v.shape}")
         out[start : start + batch] = v
     return out
 
 
-def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
+def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256,
+                  tempo: np.ndarray | float | None = None) -> np.ndarray:
     """Search vectors ``(n, width)`` float32 (the posterior means where the encoder has no search
-    head), encoded in batches to bound memory."""
-    encode = getattr(encoder, "encode_search", None) or (lambda p: encoder.encode(p)[0])
-    return _encode_batched(encoder, phrases, encode, search_layout(encoder).width, batch, "vectors")
+    head), encoded in batches to bound memory; ``tempo``: the phrases' song tempo in BPM (NaN:
+    unknown), for a model whose search head reads it."""
+    encode = getattr(encoder, "encode_search", None)
+    if encode is None:
+        return _encode_batched(encoder, phrases, lambda p: encoder.encode(p)[0], search_layout(encoder).width, batch,
+                               "vectors")
+    return _encode_batched(encoder, phrases, encode, search_layout(encoder).width, batch, "vectors",
+                           tempo if getattr(getattr(encoder, "search_head", None), "reads_tempo", False) else None)
 
 
 def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -122,7 +122,7 @@ def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_
                  exclude_song_id: str | None = None) -> QueryVectors:
     shifts = TRANSPOSITIONS if any_key else (0,)
     batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
-    vectors = encode_search(encoder, batch).reshape(len(shifts), len(phrases), -1)
+    vectors = encode_search(encoder, batch, tempo=phrases.tempo).reshape(len(shifts), len(phrases), -1)
     return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
                         exclude_song_id)
 
@@ -167,7 +167,7 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
         phrases = _song_phrases_from_source(index, song_id)
         if bars is not None:
             keep = (phrases.bar_offsets >= bars[0]) & (phrases.bar_offsets < bars[1])
-            phrases = Phrases(phrases.phrases[keep], phrases.bar_offsets[keep])
+            phrases = Phrases(phrases.phrases[keep], phrases.bar_offsets[keep], phrases.tempo)
         if len(phrases) == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
         return encode_query(encoder, phrases, song_id, "song", True, exclude_song_id=song_id)

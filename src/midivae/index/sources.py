@@ -105,7 +105,7 @@ def _store_sources(store, path: Path) -> list[SongSource]:
         def load(rows=rows) -> Phrases:
             offsets = np.asarray(store.bar_offsets(rows), dtype=np.int64)
             order = np.argsort(offsets, kind="stable")
-            return Phrases(np.asarray(store.phrases(rows[order]), dtype=bool), offsets[order])
+            return Phrases(np.asarray(store.phrases(rows[order]), dtype=bool), offsets[order], float(store.tempi(rows[:1])[0]))
 
         original = str(song.get("source") or "")
         suffix = Path(original).suffix.lower()

@@ -127,17 +127,21 @@ class Model:
         return head.content_dims + (self.vae.bar_part_dim if head.bar_weight else 0) + head.fingerprint_hashes
 
     @torch.inference_mode()
-    def encode_search(self, phrases: np.ndarray) -> np.ndarray:
-        """Search vectors float32 ``(n, search_dim)`` (see :mod:`midivae.model.search_head`)."""
+    def encode_search(self, phrases: np.ndarray, tempo: np.ndarray | float | None = None) -> np.ndarray:
+        """Search vectors float32 ``(n, search_dim)`` (see :mod:`midivae.model.search_head`);
+        ``tempo``: the phrases' song tempo in BPM (one per phrase or one for all; None: unknown),
+        which the search head's song projection reads where it was fitted with tempi."""
         head = self.search_head
         arr = np.asarray(phrases)
         if arr.ndim == len(PHRASE_SHAPE):
             arr = arr[None]
+        bpm = np.broadcast_to(np.asarray(np.nan if tempo is None else tempo, np.float64), (arr.shape[0],))
         parts = []
         for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
             mu, _, bars = self.vae.encode_with_bars(x) if head.needs_bars else (self.vae.encode_mean(x), None, None)
-            batch = arr[start : start + self.batch_size]
-            parts.append(head.search_vectors(self._numpy(mu), None if bars is None else self._numpy(bars), batch))
+            end = start + self.batch_size
+            parts.append(head.search_vectors(self._numpy(mu), None if bars is None else self._numpy(bars),
+                                             arr[start:end], bpm[start:end]))
         return np.concatenate(parts) if parts else np.zeros((0, self.search_dim), np.float32)
 
     @torch.inference_mode()

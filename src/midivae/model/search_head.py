@@ -66,13 +66,14 @@ class SearchHead:
         if self.fingerprint_hashes and not (self.shortlist and self.coarse_dims):
             raise ValueError("fingerprints re-rank a shortlist: they need a two-stage search (coarse_dims, shortlist)")
         if self.song_projection is not None:
-            from midivae.data.style import STYLE_DIMS
+            from midivae.data.style import NOTE_STYLE_DIMS, STYLE_DIMS
 
             k = self.song_projection.shape[1]
             if self.style_center is None or self.style_scale is None or not (
-                self.style_center.shape == self.style_scale.shape == (STYLE_DIMS,)
+                self.style_center.shape == self.style_scale.shape and self.style_center.shape[0] in (NOTE_STYLE_DIMS, STYLE_DIMS)
             ):
-                raise ValueError(f"a song projection needs style_center and style_scale of {STYLE_DIMS} values")
+                raise ValueError(f"a song projection needs style_center and style_scale of {STYLE_DIMS} values "
+                                 f"(or {NOTE_STYLE_DIMS}: a head without the tempo code)")
             if not 0 < k < self.basis.shape[0] or self.song_weight <= 0:
                 raise ValueError(f"bad song projection: {k} dims, weight {self.song_weight}")
 
@@ -98,9 +99,18 @@ class SearchHead:
         with (midivae.search_space)."""
         return without_song_part(vectors, self.mean_axes)
 
-    def vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def reads_tempo(self) -> bool:
+        """Whether its song projection reads the song's tempo (a head fitted before the tempo code does not)."""
+        from midivae.data.style import NOTE_STYLE_DIMS
+
+        return self.style_center is not None and self.style_center.shape[0] > NOTE_STYLE_DIMS
+
+    def vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray | None = None,
+                tempo: np.ndarray | float | None = None) -> np.ndarray:
         """Search vectors float32 ``(n, content [+ 4 * k])`` from posterior means and per-bar parts
-        (and, for a song projection, the phrases themselves)."""
+        (and, for a song projection, the phrases themselves and their song's tempo in BPM, one per
+        phrase or one for all; None or NaN: unknown)."""
         unit = unit_rows(np.asarray(mu, dtype=np.float32))
         order = None if bars is None else bar_order(bars)
         content = unit
@@ -109,7 +119,8 @@ class SearchHead:
                 raise ValueError("a song projection needs the per-bar parts and the phrases")
             from midivae.model.song_projection import project
 
-            song = project(self.song_projection, self.style_center, self.style_scale, unit, order, phrases)
+            song = project(self.song_projection, self.style_center, self.style_scale, unit, order, phrases,
+                           tempo=tempo)
             content = np.concatenate([unit, np.sqrt(self.song_weight, dtype=np.float32) * song], axis=1)
         rotated = content @ self.basis.T
         if order is None or self.bar_weight == 0:
@@ -121,10 +132,11 @@ class SearchHead:
         """Whether its vectors read the per-bar parts (the bar part, or the song projection's input)."""
         return bool(self.bar_weight or self.song_dims)
 
-    def search_vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray) -> np.ndarray:
+    def search_vectors(self, mu: np.ndarray, bars: np.ndarray | None, phrases: np.ndarray,
+                       tempo: np.ndarray | float | None = None) -> np.ndarray:
         """:meth:`vectors` and, where the head has fingerprints, the phrases' signature columns
         after them: the whole search vector an index stores."""
-        v = self.vectors(mu, bars, phrases)
+        v = self.vectors(mu, bars, phrases, tempo)
         if not self.fingerprint_hashes:
             return v
         from midivae.data.fingerprint import signatures

@@ -33,14 +33,20 @@ class SongProjection:
 
 
 def features(unit: np.ndarray, order: np.ndarray, style: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    return np.concatenate([unit, order, (style - center) / scale], axis=1).astype(np.float32)
+    """The projection's input. Style statistics past the head's own (a head fitted before the
+    tempo code reads the first 171) are left out; unknown ones (NaN: a phrase without a tempo)
+    standardise to 0, the fitted mean, so they add no evidence either way."""
+    standard = (np.asarray(style)[:, : len(center)] - center) / scale
+    return np.concatenate([unit, order, np.nan_to_num(standard, nan=0.0)], axis=1).astype(np.float32)
 
 
 def project(matrix: np.ndarray, center: np.ndarray, scale: np.ndarray, unit: np.ndarray, order: np.ndarray,
-            phrases: np.ndarray | None = None, style: np.ndarray | None = None) -> np.ndarray:
-    """Unit song vectors float32 ``(n, dims)`` of phrases (or of their precomputed style statistics)."""
+            phrases: np.ndarray | None = None, style: np.ndarray | None = None,
+            tempo: np.ndarray | float | None = None) -> np.ndarray:
+    """Unit song vectors float32 ``(n, dims)`` of phrases and their tempi (or of their precomputed
+    style statistics)."""
     if style is None:
-        style = phrase_style(phrases)
+        style = phrase_style(phrases, tempo)
     from midivae.model.search_head import unit_rows
 
     return unit_rows(features(unit, order, style, center, scale) @ matrix).astype(np.float32)
@@ -58,8 +64,9 @@ def fit_song_projection(unit: np.ndarray, order: np.ndarray, style: np.ndarray, 
     import torch
 
     song = np.asarray(song)
-    center = style.mean(axis=0).astype(np.float32)
-    scale = (style.std(axis=0) + 1e-6).astype(np.float32)
+    known = np.isfinite(style).any(axis=0)  # a column no phrase knows (no tempo anywhere) fits as 0 / 1
+    center = np.where(known, np.nanmean(np.where(known, style, 0.0), axis=0), 0.0).astype(np.float32)
+    scale = (np.where(known, np.nanstd(np.where(known, style, 0.0), axis=0), 1.0) + 1e-6).astype(np.float32)
     x = torch.from_numpy(features(unit, order, style, center, scale))
     x_alt = None if altered is None else torch.from_numpy(features(*altered, center, scale))
     _, inverse, counts = np.unique(song, return_inverse=True, return_counts=True)

@@ -149,6 +149,7 @@ class Splits:
     val_source: str
     store: str
     train_song: np.ndarray | None = None  # song number of each train row (for song pairs)
+    train_tempo: np.ndarray | None = None  # song tempo (BPM, NaN: unknown) of each train row (for the search head)
 
     @functools.cached_property
     def _songs_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -194,6 +195,7 @@ def load_splits(store_path: str | os.PathLike[str], config: TrainConfig) -> Spli
         _, train_song = np.unique(np.asarray(store.song_ids(train_rows), dtype=object), return_inverse=True)
         return Splits(
             train_song=train_song.astype(np.int64).reshape(-1),
+            train_tempo=store.tempi(train_rows),
             train=np.ascontiguousarray(store.packed(train_rows)),
             val=np.ascontiguousarray(store.packed(val_rows)),
             val_source=source,
@@ -540,7 +542,8 @@ def _run(
     if (out / BEST / ckpt.WEIGHTS_FILE).exists():
         if verbose:
             print(f"fitting the search head of {out / BEST} on the train phrases (a minute or two)", file=sys.stderr)
-        fit_search_head_of(out / BEST, splits.train, cfg.seed, train_song=splits.train_song)
+        fit_search_head_of(out / BEST, splits.train, cfg.seed, train_song=splits.train_song,
+                           train_tempo=splits.train_tempo)
     best_id = ckpt.checkpoint_id(out / BEST) if (out / BEST / ckpt.WEIGHTS_FILE).exists() else last_id
     return TrainResult(
         run_dir=out,
@@ -566,11 +569,13 @@ SONG_FIT_ROWS = 65536
 
 
 def fit_search_head_of(checkpoint: Path, packed_train: np.ndarray, seed: int = 0,
-                       train_song: np.ndarray | None = None, **settings) -> None:
+                       train_song: np.ndarray | None = None, train_tempo: np.ndarray | None = None,
+                       **settings) -> None:
     """Fit the checkpoint's search head on (a sample of) its training phrases and store it beside
     the weights (``search.safetensors``; see :mod:`midivae.model.search_head`). With ``train_song``
     (each row's song number) and an architecture with per-bar parts, it gets a song projection,
-    fitted on up to ``SONG_FIT_ROWS`` rows."""
+    fitted on up to ``SONG_FIT_ROWS`` rows, reading each row's song tempo where ``train_tempo``
+    gives it (BPM; NaN: unknown)."""
     from midivae.model.api import load_model
     from midivae.model.search_head import SongFit, fit_search_head, save_search_head
 
@@ -589,9 +594,10 @@ def fit_search_head_of(checkpoint: Path, packed_train: np.ndarray, seed: int = 0
 
     parts: list[list[np.ndarray]] = [[], [], []]
     for a in range(0, rows.size, 1024):
-        phrases = _unpacked(packed_train[rows[a : a + 1024]])
+        chunk = rows[a : a + 1024]
+        phrases = _unpacked(packed_train[chunk])
         mu, _, bars = model.encode_with_bars(phrases)
-        for out, x in zip(parts, (mu, bars, phrase_style(phrases))):
+        for out, x in zip(parts, (mu, bars, phrase_style(phrases, None if train_tempo is None else train_tempo[chunk]))):
             out.append(x)
     mu, bars, style = (np.concatenate(p) for p in parts)
     fit = SongFit(bars, style, np.asarray(train_song)[rows], seed)
