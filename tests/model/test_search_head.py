@@ -268,7 +268,7 @@ def test_an_index_built_from_a_store_holds_the_vectors_of_its_files(data_dir, tm
     ingest(files, tmp_path / "store", workers=1)
     vectors = []
     for name, data in (("files", files), ("store", [tmp_path / "store"])):
-        build_index(data, tmp_path / f"ix_{name}", model, workers=1)
+        assert build_index(data, tmp_path / f"ix_{name}", model, workers=1).songs_without_tempo == 0
         with LatentIndex.open(tmp_path / f"ix_{name}") as ix:
             by_hash = {}
             for sid in ix.catalogue.song_ids():
@@ -279,6 +279,12 @@ def test_an_index_built_from_a_store_holds_the_vectors_of_its_files(data_dir, tm
     assert sorted(vectors[0]) == sorted(vectors[1]) and len(vectors[0]) == 3
     for key, v in vectors[0].items():
         np.testing.assert_allclose(vectors[1][key], v, atol=1e-5)
+    # a store from before tempi were kept: its songs are indexed without one, and the report says so
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "store" / "manifest.sqlite") as db:
+        db.execute("DROP TABLE song_tempo")
+    assert build_index([tmp_path / "store"], tmp_path / "ix_old", model, workers=1).songs_without_tempo == 3
 
 
 def test_the_rotation_is_square_and_orthonormal_for_few_or_many_rows():

@@ -34,6 +34,9 @@ def _print_report(report, as_json: bool, verb: str) -> None:
                + f", {len(report.skipped)} skipped")
     for reason, n in sorted(report.skipped_by_reason().items(), key=lambda kv: -kv[1]):
         click.echo(f"  skipped {n:5d}  {reason}")
+    if report.songs_without_tempo:
+        click.echo(f"note: {report.songs_without_tempo} songs have no known tempo (a store ingested before tempi were "
+                   "kept?); the model searches them without it; re-ingest them for its full quality", err=True)
 
 
 def _stored_checkpoint(index: str) -> str | None:

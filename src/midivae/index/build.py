@@ -35,6 +35,9 @@ class BuildReport:
     phrases_added: int = 0
     songs_removed: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path or id, reason)
+    #: songs added without a known tempo although the encoder's search head reads it (a store
+    #: ingested before tempi were kept, a MuseGAN phrase file): searched without that evidence
+    songs_without_tempo: int = 0
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -73,6 +76,8 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         allp = np.concatenate([p.phrases for _, p in pending])
         tempo = np.concatenate([np.full(len(p), p.tempo) for _, p in pending])
         means = encode_search(encoder, allp, batch=batch, tempo=tempo)
+        if getattr(getattr(encoder, "search_head", None), "reads_tempo", False):
+            report.songs_without_tempo += sum(1 for _, p in pending if not np.isfinite(p.tempo))
         start = 0
         for source, phrases in pending:
             n = len(phrases)
