@@ -94,6 +94,14 @@ def test_build_refuses_existing_index_and_bad_sources(song_dir, encoder, tmp_pat
     assert not (tmp_path / "bad" / "MANIFEST.json").exists()
     with pytest.raises(VectorIndexError):
         LatentIndex.open(tmp_path / "nothing-here")
+    # adding an empty folder is a mistake to report, not a silent "0 songs added"
+    from midivae.errors import NotFoundError
+    from midivae.index.build import add_to_index
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NotFoundError, match="no MIDI file"):
+        add_to_index(tmp_path / "ix", [tmp_path / "empty"], encoder)
+    assert add_to_index(tmp_path / "ix", [song_dir], encoder).songs_added == 0  # all there already: fine
 
 
 def test_build_skips_bad_files_and_indexes_midi(data_dir, encoder, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from midivae.errors import MidiVaeError, VectorIndexError
+from midivae.errors import MidiVaeError, NotFoundError, VectorIndexError
 from midivae.index.base import Encoder
 from midivae.index.encoders import encode_search, search_layout
 from midivae.index.faiss_index import IndexSpec
@@ -110,11 +110,19 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         bar.close()
 
 
+def _some_sources(data: Sequence[str | os.PathLike[str]]) -> list[SongSource]:
+    """The songs under ``data``; none at all is the caller's mistake (an empty or wrong folder)."""
+    sources = discover(data)
+    if not sources:
+        raise NotFoundError(f"no MIDI file, LPD .npz file or phrase store under {', '.join(map(str, data))}")
+    return sources
+
+
 def build_index(data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], encoder: Encoder,
                 spec: IndexSpec = IndexSpec(), checkpoint: str = "", overwrite: bool = False,
                 progress: bool = False, batch: int = 256, workers: int = 2) -> BuildReport:
     """Encode every phrase of every song under ``data`` into a new index folder ``out``."""
-    sources = discover(data)
+    sources = _some_sources(data)
     report = BuildReport(index=str(out))
     layout = search_layout(encoder)
     with IndexWriter.create(Path(out), encoder.checkpoint_id, layout.width, spec, checkpoint,
@@ -127,8 +135,9 @@ def build_index(data: Sequence[str | os.PathLike[str]], out: str | os.PathLike[s
 
 def add_to_index(index: str | os.PathLike[str], data: Sequence[str | os.PathLike[str]], encoder: Encoder,
                  progress: bool = False, batch: int = 256, workers: int = 2) -> BuildReport:
-    """Encode and add the songs under ``data``; refuses an encoder other than the index's own."""
-    sources = discover(data)
+    """Encode and add the songs under ``data``; refuses an encoder other than the index's own, and
+    ``data`` that holds no song at all (songs already in the index are skipped, not refused)."""
+    sources = _some_sources(data)
     report = BuildReport(index=str(index))
     with IndexWriter.open(Path(index), checkpoint_id=encoder.checkpoint_id,
                           search_id=search_layout(encoder).search_id) as writer:
