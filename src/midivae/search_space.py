@@ -9,6 +9,10 @@ phrases of one transcription apart from other files, pulls other transcriptions 
 away (docs/model_selection.md, "Queries of several phrases"). Taking it out is a linear map of
 the content block: back to the unit-mean coordinates and rotated again, the song coordinates
 left at zero.
+
+Without the song part such a query would lose the song's tempo, which two transcriptions of one
+song usually share: :func:`tempo_term` gives it back as a small term of the song distance, for
+models whose search head reads tempo (docs/model_selection.md, "The song's tempo").
 """
 
 from __future__ import annotations
@@ -31,6 +35,32 @@ def without_song_part(vectors: np.ndarray, mean_axes: np.ndarray | None) -> np.n
     c = mean_axes.shape[0]
     out[..., :c] = (out[..., :c] @ mean_axes) @ mean_axes.T
     return out
+
+
+#: weight of the tempo term in the song distance of a query of several phrases (cosine distances;
+#: a version's mean nearest-phrase distance is ~0.1-0.3), and the width of its kernel in octaves
+#: (0.03: ~2%); docs/model_selection.md, "The song's tempo"
+FILE_TEMPO_WEIGHT = 0.03
+TEMPO_WIDTH = 0.03
+
+
+def tempo_agreement(query_tempo: float, tempi: np.ndarray, width: float = TEMPO_WIDTH) -> np.ndarray:
+    """How well each of ``tempi`` (BPM) agrees with ``query_tempo``: exp(-(d / width)^2 / 2), d the
+    distance of their log2 in octaves folded to [0, 0.5] (double and half time agree); 0 where
+    either is unknown (NaN or not positive), so only evidence of a match counts."""
+    tempi = np.asarray(tempi, dtype=np.float64)
+    if not (np.isfinite(query_tempo) and query_tempo > 0):
+        return np.zeros(tempi.shape)
+    known = np.isfinite(tempi) & (tempi > 0)
+    x = np.log2(query_tempo) - np.log2(np.where(known, tempi, 1.0))
+    d = np.abs(x - np.round(x))
+    return np.where(known, np.exp(-0.5 * (d / width) ** 2), 0.0)
+
+
+def tempo_term(query_tempo: float, tempi: np.ndarray, weight: float = FILE_TEMPO_WEIGHT) -> np.ndarray:
+    """What a query of several phrases adds to each candidate song's distance: ``weight`` x (1 -
+    :func:`tempo_agreement`) (0 for a matching tempo, ``weight`` for another or an unknown one)."""
+    return weight * (1.0 - tempo_agreement(query_tempo, tempi))
 
 
 def encode_axes(mean_axes: np.ndarray) -> str:

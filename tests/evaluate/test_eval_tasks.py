@@ -169,6 +169,12 @@ def test_version_folder_keeps_each_songs_tempo(make_songs, tmp_path):
     assert tempo["song00.mid"] == tempo["song00__v2.mid"] == pytest.approx(90.0)
     assert tempo["song01.mid"] == pytest.approx(133.0)
     assert tempo["song02.mid"] == pytest.approx(120.0)  # unknown: written at MIDI's default
+    from midivae.evaluate.versions import VERSION_PRESETS
+
+    hard = generated_versions(songs, tmp_path / "hard", 2, 1, VERSION_PRESETS["hard"])
+    tempo = {s.song_id: s.tempo for s in hard.songs}
+    assert tempo["song00.mid"] == pytest.approx(90.0) and tempo["song00__v2.mid"] != pytest.approx(90.0, abs=1e-3)
+    assert abs(tempo["song00__v2.mid"] / 90.0 - 1) <= 0.04 + 1e-3  # a transcriber's own BPM, near the song's
 
 
 def test_version_folder_round_trip(make_songs, tmp_path):
@@ -487,3 +493,28 @@ def test_version_identification_trim_forgives_a_part_one_version_lacks(make_song
     plain = tasks.version_identification(vs, identity, "euclidean")
     trimmed = tasks.version_identification(vs, identity, "euclidean", trim=0.4)
     assert plain["n_queries"] == 2 and plain["hit@1"] == 0.5 and trimmed["hit@1"] == 1.0
+
+
+def test_tempo_agreement_and_term():
+    from midivae.search_space import TEMPO_WIDTH, tempo_agreement, tempo_term
+
+    k = tempo_agreement(120.0, np.array([120.0, 60.0, 240.0, 120.0 * 2 ** 0.03, 90.0, np.nan, 0.0]))
+    np.testing.assert_allclose(k[:3], 1.0)  # the same tempo, half and double time
+    assert k[3] == pytest.approx(np.exp(-0.5 * (0.03 / TEMPO_WIDTH) ** 2))
+    assert k[4] < 1e-6 and k[5] == k[6] == 0.0  # another tempo; unknown ones
+    assert not tempo_agreement(float("nan"), np.array([120.0])).any()
+    np.testing.assert_allclose(tempo_term(120.0, np.array([120.0, np.nan]), 0.05), [0.0, 0.05])
+
+
+def test_version_task_adds_the_tempo_term_for_queries_of_several_phrases(make_songs):
+    from midivae.evaluate.versions import VersionSet
+
+    base = make_songs(8, half=2, seed=3)
+    # four songs with two files each, the pair sharing a tempo no other file has; the embedding
+    # sees nothing (constant), so only the tempo term can find the other version
+    songs = _with_tempi(base, np.repeat(60.0 * 1.15 ** np.arange(4), 2))
+    vs = VersionSet(songs, [f"s{i // 2}" for i in range(8)])
+    plain = Embedding("constant", lambda ph, tempo=None: constant(ph), "euclidean", 8, 32, reads_tempo=True)
+    assert tasks.version_identification(vs, plain)["hit@1"] == pytest.approx(1 / 7)
+    with_term = Embedding("constant", plain.embed, "euclidean", 8, 32, reads_tempo=True, tempo_weight=0.03)
+    assert tasks.version_identification(vs, with_term)["hit@1"] == 1.0

@@ -310,3 +310,41 @@ def test_song_free_embed_is_the_several_phrase_space_as_unit_rows(real_phrases):
     ref = np.asarray(emb.several_embed(phrases), np.float64)[:, : -emb.signature_dims]
     assert emb.signature_dims > 0 and got.shape == ref.shape
     np.testing.assert_allclose(got, _unit(ref), atol=1e-5)
+
+
+def test_a_file_query_prefers_the_version_with_its_tempo(data_dir, tmp_path):
+    """Two indexed files with the same notes at other tempi: a query of several phrases (scored
+    without the song part) finds the one at its own tempo (or at double time) first; an index
+    built by an encoder that does not read tempo ties them (order by id)."""
+    from midivae.index import LatentIndex
+    from midivae.index.build import build_index
+    from midivae.index.encoders import BarProfileEncoder
+    from midivae.index.search import search
+    from midivae.io import read_lpd, write_midi
+    from midivae.model.api import load_model
+    from midivae.search_space import FILE_TEMPO_WEIGHT
+
+    files = sorted((data_dir / "lpd5" / "lpd_5_cleansed").rglob("*.npz"))[:1]
+    if not files:
+        pytest.skip("LPD-5 songs not found")
+    roll = read_lpd(files[0]).roll[: 16 * 48]  # 16 bars: 4 phrases
+    songs, queries = tmp_path / "songs", tmp_path / "queries"
+    songs.mkdir(), queries.mkdir()
+    write_midi(songs / "a_slow.mid", roll, 90.0)
+    write_midi(songs / "b_fast.mid", roll, 132.0)
+    write_midi(queries / "at_132.mid", roll, 132.0)
+    write_midi(queries / "at_66.mid", roll, 66.0)  # half time of 132
+    model = load_model()
+    build_index([songs], tmp_path / "ix", model, workers=1)
+    with LatentIndex.open(tmp_path / "ix") as ix:
+        assert ix.layout.tempo_weight == FILE_TEMPO_WEIGHT
+        for q in ("at_132.mid", "at_66.mid"):
+            hits = search(ix, str(queries / q), lambda: model, k=2).hits
+            assert [h.song_id for h in hits] == ["b_fast", "a_slow"]
+            assert hits[1].distance - hits[0].distance == pytest.approx(FILE_TEMPO_WEIGHT * (1 - np.exp(-0.5 * (np.log2(132 / 90) / 0.03) ** 2)), abs=1e-4)
+    enc = BarProfileEncoder(32)
+    build_index([songs], tmp_path / "ix_plain", enc, workers=1)
+    with LatentIndex.open(tmp_path / "ix_plain") as ix:
+        assert ix.layout.tempo_weight == 0
+        hits = search(ix, str(queries / "at_132.mid"), lambda: enc, k=2).hits
+        assert [h.song_id for h in hits] == ["a_slow", "b_fast"] and hits[0].distance == pytest.approx(hits[1].distance)

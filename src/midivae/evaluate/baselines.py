@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS
 from midivae.evaluate.data import SongPhrases, flatten
 from midivae.evaluate.embedding import Embedding, EmbedFn
+from midivae.search_space import FILE_TEMPO_WEIGHT
 
 PITCH_CLASSES = 12
 BAR_CELLS = PHRASE_CELLS // BARS_PER_PHRASE  # 20,160
@@ -270,9 +271,12 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
                + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
-               + f"), cosine; checkpoint {ckpt}"),
+               + f"), cosine"
+               + (f"; a query of several phrases: + {FILE_TEMPO_WEIGHT} x (1 - tempo agreement)" if head.reads_tempo else "")
+               + f"; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
         several_embed=several_embed if head.song_dims else None, reads_tempo=head.reads_tempo,
+        tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo and head.song_dims else 0.0,
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
 
 

@@ -61,6 +61,9 @@ class Embedding:
     several_embed: EmbedFn | None = None
     #: ``embed`` (and ``sample``, ``several_embed``) take the phrases' song tempo as a second argument
     reads_tempo: bool = False
+    #: a query of several phrases adds this weight x (1 - tempo agreement) to a file's distance, as
+    #: the index does (midivae.search_space.tempo_term; 0: none)
+    tempo_weight: float = 0.0
 
     def vectors(self, phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray | sp.spmatrix:
         """``embed(phrases)``, with the tempi where this embedding reads them."""

@@ -442,7 +442,10 @@ def version_identification(
     query phrase's shortlist, and ranks the rest after them. A query file of several phrases is
     searched in the embedding's space for such queries where it has one (``several_embed``, both
     sides: a model's search vectors without their song part). Hit@k and MRR of the first other
-    version, ties in expectation. ``trim`` > 0: the mean over the query's nearest phrases only,
+    version, ties in expectation. An embedding with a ``tempo_weight`` (a model whose search head
+    reads tempo) adds, for a query of several phrases, that weight x (1 - tempo agreement) to each
+    file's distance, as the index does (midivae.search_space.tempo_term). ``trim`` > 0: the mean
+    over the query's nearest phrases only,
     leaving out that share of them (see :func:`query_mean`).
     ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
     """
@@ -501,6 +504,12 @@ def version_identification(
         candidate = np.logical_or.reduceat(listed, qstarts, axis=0)
         rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
         file_d = np.where(candidate, file_d, rest)
+    if emb.tempo_weight:  # a query of several phrases, scored without the song part, gets the tempo term
+        from midivae.search_space import tempo_term
+
+        tempi = np.array([s.tempo for s in songs], dtype=np.float64)
+        for i in np.nonzero(qlen > 1)[0]:
+            file_d[i] += tempo_term(tempi[query_files[i]], tempi, emb.tempo_weight)
     tol = np.maximum.reduceat(tol_rows, qstarts)
     out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),

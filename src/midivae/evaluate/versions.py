@@ -176,6 +176,9 @@ class AlterConfig:
     p_cut_section: float = 0.0  # an 8-bar section removed or played twice
     section_bars: int = 8
     p_drum_change: float = 0.0  # the drum part left out, or thinned to half its notes with its cymbals swapped
+    #: the re-rendering's tempo is its song's times a factor drawn within 1 +- this (two people
+    #: transcribing one recording rarely set the same BPM; the model's file queries read tempo)
+    tempo_jitter: float = 0.0
 
 
 #: ``basic``: note-level changes only; ``hard``: also the form changes; ``hard-drums`` (the
@@ -184,9 +187,9 @@ class AlterConfig:
 #: transcriptions among ~4,000 files (0.32 / 0.28; docs/model_selection.md)
 VERSION_PRESETS: dict[str, AlterConfig] = {
     "basic": AlterConfig(),
-    "hard": AlterConfig(p_beat_shift=0.7, p_drop_track=0.4, p_time_scale=0.25, p_cut_section=0.5),
+    "hard": AlterConfig(p_beat_shift=0.7, p_drop_track=0.4, p_time_scale=0.25, p_cut_section=0.5, tempo_jitter=0.04),
     "hard-drums": AlterConfig(p_beat_shift=0.7, p_drop_track=0.4, p_time_scale=0.25, p_cut_section=0.5,
-                              p_drum_change=0.5),
+                              p_drum_change=0.5, tempo_jitter=0.04),
 }
 DEFAULT_PRESET = "hard-drums"
 
@@ -304,6 +307,7 @@ def make_version_folder(
     out_dir.mkdir(parents=True, exist_ok=True)
     n_versioned = len(songs) // 2 if n_versioned is None else min(n_versioned, len(songs))
     rng = np.random.default_rng(seed)
+    tempo_rng = np.random.default_rng([seed, 0x7E4])  # apart: the re-renderings stay as they were
     rows = []
     for i, s in enumerate(songs):
         roll = phrases_to_roll(s.phrases)
@@ -313,8 +317,9 @@ def make_version_folder(
         rows.append((f"{name}.mid", s.song_id))
         if i < n_versioned:
             alt = rerender(roll, rng, cfg)
+            jitter = tempo_rng.uniform(1 - cfg.tempo_jitter, 1 + cfg.tempo_jitter)
             if alt.any():
-                write_midi(out_dir / f"{name}__v2.mid", alt, tempo)
+                write_midi(out_dir / f"{name}__v2.mid", alt, tempo * jitter)
                 rows.append((f"{name}__v2.mid", s.song_id))
     csv_path = out_dir / "versions.csv"
     with csv_path.open("w", newline="") as fh:

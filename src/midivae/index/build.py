@@ -82,7 +82,8 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         for source, phrases in pending:
             n = len(phrases)
             writer.add_song(source.song_id, means[start : start + n], phrases.bar_offsets, title=source.title,
-                            path=source.path, source=source.source, content_hash=content_hash(phrases))
+                            path=source.path, source=source.source, content_hash=content_hash(phrases),
+                            tempo=phrases.tempo)
             start += n
             report.songs_added += 1
             report.phrases_added += n

@@ -39,6 +39,8 @@ CREATE TABLE phrases (
 CREATE INDEX phrases_by_song ON phrases(song_key);
 CREATE INDEX songs_by_hash ON songs(content_hash);
 """
+#: each song's tempo (BPM) where known; a catalogue from before it has none (read as unknown)
+_TEMPO_SCHEMA = "CREATE TABLE IF NOT EXISTS song_tempo (song_key INTEGER PRIMARY KEY, bpm REAL NOT NULL);"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Catalogue:
     def create(cls, path: Path, meta: dict[str, str]) -> Catalogue:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(_SCHEMA)
+        conn.executescript(_SCHEMA + _TEMPO_SCHEMA)
         cat = cls(conn, Path(path), writable=True)
         cat.begin()
         cat.set_meta({"schema_version": str(SCHEMA_VERSION), "next_vector_id": "0", "next_song_key": "0",
@@ -106,6 +108,7 @@ class Catalogue:
             raise VectorIndexError(f"{path}: catalogue schema {version and version[0]} is not supported")
         cat = cls(conn, path, writable)
         if writable:
+            conn.execute(_TEMPO_SCHEMA)
             cat.begin()
         return cat
 
@@ -134,7 +137,7 @@ class Catalogue:
 
     # ---- songs ----------------------------------------------------------------------------------
     def add_song(self, song_id: str, title: str, path: str, source: str, content_hash: str,
-                 bar_offsets: np.ndarray) -> tuple[int, np.ndarray]:
+                 bar_offsets: np.ndarray, tempo: float = float("nan")) -> tuple[int, np.ndarray]:
         """Insert a song and its phrases; returns its song key and the new phrase vector ids."""
         if self.find(song_id) is not None:
             raise VectorIndexError(f"song id {song_id!r} is already in the index")
@@ -146,6 +149,8 @@ class Catalogue:
                            (song_key, song_id, title, path, source, content_hash, n, _now()))
         self._conn.executemany("INSERT INTO phrases VALUES (?, ?, ?)",
                                zip(vector_ids.tolist(), [song_key] * n, np.asarray(bar_offsets).tolist()))
+        if np.isfinite(tempo) and tempo > 0:
+            self._conn.execute("INSERT OR REPLACE INTO song_tempo VALUES (?, ?)", (song_key, float(tempo)))
         return song_key, vector_ids
 
     def remove_song(self, song_id: str) -> tuple[int, np.ndarray]:
@@ -154,6 +159,7 @@ class Catalogue:
             "SELECT vector_id FROM phrases WHERE song_key = ?", (record.song_key,))], dtype=np.int64)
         self._conn.execute("DELETE FROM phrases WHERE song_key = ?", (record.song_key,))
         self._conn.execute("DELETE FROM songs WHERE song_key = ?", (record.song_key,))
+        self._conn.execute("DELETE FROM song_tempo WHERE song_key = ?", (record.song_key,))
         return record.song_key, vids
 
     def find(self, song_id: str) -> SongRecord | None:
@@ -187,6 +193,13 @@ class Catalogue:
 
     def n_phrases(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM phrases").fetchone()[0])
+
+    def song_tempi(self) -> dict[int, float]:
+        """Song key -> tempo (BPM) of the songs whose tempo is known."""
+        try:
+            return {int(k): float(v) for k, v in self._conn.execute("SELECT song_key, bpm FROM song_tempo")}
+        except sqlite3.OperationalError:  # a catalogue from before tempi were kept
+            return {}
 
     def phrase_table(self) -> PhraseTable:
         rows = np.array(self._conn.execute(

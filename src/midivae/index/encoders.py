@@ -100,6 +100,9 @@ class SearchLayout:
     #: ``(song_dims, latent_dim)`` where the content block holds a song part: what takes it out of
     #: a query of several phrases (midivae.search_space); None: no song part
     mean_axes: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: weight of the tempo term in a query of several phrases (midivae.search_space.tempo_term;
+    #: 0: none, an encoder whose search head does not read tempo, or an index from before it)
+    tempo_weight: float = 0.0
 
     def query_vectors(self, vectors: np.ndarray, n_phrases: int) -> np.ndarray:
         """The vectors a query of ``n_phrases`` phrases is searched with: a query of several
@@ -113,6 +116,7 @@ class SearchLayout:
                 "song_dims": str(song_dims), "search_id": self.search_id,
                 "model_latent_dim": str(self.latent_dim or song_dims),
                 "signature_dims": str(self.signature_dims), "fp_weight": repr(self.fp_weight),
+                "tempo_weight": repr(self.tempo_weight),
                 **({"mean_axes": encode_axes(self.mean_axes)} if self.mean_axes is not None else {})}
 
     @classmethod
@@ -127,16 +131,19 @@ class SearchLayout:
             raise VectorIndexError(f"the index's catalogue holds bad mean axes ({exc}); rebuild it") from None
         return cls(width, int(meta.get("coarse_dims", 0)), int(meta.get("shortlist", 0)), song_dims,
                    meta.get("search_id", ""), int(meta.get("signature_dims", 0)), float(meta.get("fp_weight", 0.0)),
-                   latent, axes)
+                   latent, axes, float(meta.get("tempo_weight", 0.0)))
 
 
 def search_layout(encoder: Encoder) -> SearchLayout:
     head = getattr(encoder, "search_head", None)
     if head is None or (not head.bar_weight and not head.shortlist and not getattr(encoder, "search_id", "")):
         return SearchLayout(encoder.latent_dim, song_dims=encoder.latent_dim)
+    from midivae.search_space import FILE_TEMPO_WEIGHT
+
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
                         head.content_dims, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
-                        float(head.fingerprint_weight), int(encoder.latent_dim), head.mean_axes)
+                        float(head.fingerprint_weight), int(encoder.latent_dim), head.mean_axes,
+                        FILE_TEMPO_WEIGHT if getattr(head, "reads_tempo", False) else 0.0)
 
 
 def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str,

@@ -86,6 +86,7 @@ class LatentIndex:
         self.signature_dims, self.fp_weight, self.song_dims = lay.signature_dims, lay.fp_weight, lay.song_dims
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
+        self._tempi: dict[int, float] | None = None
 
     @classmethod
     def open(cls, path: Path, retries: int = 5) -> LatentIndex:
@@ -150,6 +151,12 @@ class LatentIndex:
         if sorted_vids.size == 0 or (sorted_vids[pos] != vector_ids).any():
             raise VectorIndexError(f"{self.path}: vector ids missing from the catalogue")
         return keys[pos]
+
+    def song_tempi(self, keys: np.ndarray) -> np.ndarray:
+        """Tempo (BPM) of each song key; NaN where unknown."""
+        if self._tempi is None:
+            self._tempi = self.catalogue.song_tempi()
+        return np.array([self._tempi.get(int(k), np.nan) for k in np.asarray(keys).ravel()], dtype=np.float64)
 
     def song_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every song id with its song-level vector (mean of its phrase vectors; see song_vector)."""
@@ -312,14 +319,14 @@ class IndexWriter:
         return self.catalogue.find(song_id) is not None
 
     def add_song(self, song_id: str, vectors: np.ndarray, bar_offsets: np.ndarray, *, title: str = "",
-                 path: str = "", source: str = "", content_hash: str = "") -> None:
+                 path: str = "", source: str = "", content_hash: str = "", tempo: float = float("nan")) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.latent_dim or len(vectors) != len(bar_offsets):
             raise VectorIndexError(f"song {song_id!r}: expected ({len(bar_offsets)}, {self.latent_dim}) vectors, "
                                    f"got {vectors.shape}")
         if len(vectors) == 0:
             raise VectorIndexError(f"song {song_id!r} has no phrases")
-        key, vids = self.catalogue.add_song(song_id, title or song_id, path, source, content_hash, bar_offsets)
+        key, vids = self.catalogue.add_song(song_id, title or song_id, path, source, content_hash, bar_offsets, tempo)
         self._pending.append((key, vids, vectors))
         self.added.append(song_id)
 

@@ -50,6 +50,7 @@ from midivae.index.faiss_index import normalise
 from midivae.index.latent_index import LatentIndex
 from midivae.index.sources import content_hash, read_phrases
 from midivae.song import Phrases
+from midivae.search_space import tempo_term
 
 RULES: tuple[str, ...] = ("nearest", "mean")
 DEFAULT_RULE = "mean"
@@ -100,6 +101,7 @@ class QueryVectors:
     bar_offsets: np.ndarray
     content_hash: str = ""
     exclude_song_id: str | None = None
+    tempo: float = float("nan")  # the query song's tempo (BPM; NaN: unknown)
 
 
 def transpose_phrases(phrases: np.ndarray, shift: int) -> np.ndarray:
@@ -124,7 +126,7 @@ def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_
     batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
     vectors = encode_search(encoder, batch, tempo=phrases.tempo).reshape(len(shifts), len(phrases), -1)
     return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
-                        exclude_song_id)
+                        exclude_song_id, phrases.tempo)
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -178,7 +180,8 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
         if vids.size == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
     vectors = index.search_vectors(vids)[None]
-    return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id)
+    return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id,
+                        float(index.song_tempi([record.song_key])[0]))
 
 
 def query_from_file(path: str | os.PathLike[str], encoder: Encoder, bars: tuple[int, int] | None,
@@ -223,8 +226,9 @@ def pairwise_distances(queries: np.ndarray, stored: np.ndarray, metric: str) -> 
 
 
 def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shifts: int, rule: str,
-                 shortlists: np.ndarray | None = None):
-    """Exact song scores of ``keys`` against every stored phrase of each song.
+                 shortlists: np.ndarray | None = None, tempo: float = float("nan")):
+    """Exact song scores of ``keys`` against every stored phrase of each song (plus, for a query of
+    several phrases, the tempo term where the index has one: midivae.search_space.tempo_term).
 
     Returns ``(score, best_shift, dist, cols, offsets, lengths)``: ``dist`` is ``(rows of flat,
     phrases of the songs)`` with song ``j``'s phrases at ``offsets[j] : offsets[j] + lengths[j]``.
@@ -246,6 +250,8 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
         dist = fingerprint_term(dist, vids, shortlists, query_sig, stored_sig, index.fp_weight)
     per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
     score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
+    if index.layout.tempo_weight and len(flat) // n_shifts > 1:  # the song part (and its tempo) left out
+        score = score + tempo_term(tempo, index.song_tempi(keys), index.layout.tempo_weight)[None, :].astype(score.dtype)
     best_shift = score.argmin(axis=0)
     return score[best_shift, np.arange(keys.size)], best_shift, dist, cols, offsets, lengths
 
@@ -314,7 +320,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     for pos in range(0, cand.size, chunk):
         sel = by_bound[pos : pos + chunk]
         scored.append(sel)
-        scores.append(_score_songs(index, flat, cand[sel], n_shifts, rule, shortlists)[0])
+        scores.append(_score_songs(index, flat, cand[sel], n_shifts, rule, shortlists, query.tempo)[0])
         so_far = np.concatenate(scores)
         nxt = pos + chunk
         if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] <= bound[by_bound[nxt]]):
@@ -330,7 +336,8 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     order = sorted(pool.tolist(), key=lambda j: (round(float(song_score[j]), 6),
                                                  records[int(cand[sel[j]])].song_id))[:k]
     top = cand[sel[order]]
-    score, best_shift, dist, cols, offsets, lengths = _score_songs(index, flat, top, n_shifts, rule, shortlists)
+    score, best_shift, dist, cols, offsets, lengths = _score_songs(index, flat, top, n_shifts, rule, shortlists,
+                                                                   query.tempo)
     table = index.table()
     hits = []
     for j, key in enumerate(top):
