@@ -296,7 +296,10 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         L += ["## 6. Version identification", "",
               f"Folder: {m['versions']['source']}. {v['n_files']:,} files, {v['n_songs_with_versions']:,} songs with ≥ 2 versions, "
               f"{v['n_queries']:,} queries; every other file is a candidate. Song-distance rule: the mean, over the query's "
-              f"phrases, of the distance to the candidate file's nearest phrase. Chance Hit@1 {v['chance_hit1']:.4f}.", "",
+              f"phrases, of the distance to the candidate file's nearest phrase"
+              + (" (a model whose search reads tempo adds a small tempo term for a query of several phrases, "
+                 "as its index does; see its notes below)" if any(methods[n].get("tempo_weight") for n in names)
+                 else "") + f". Chance Hit@1 {v['chance_hit1']:.4f}.", "",
               "*Hit@1 95%*: a bootstrap interval over the queries (how far Hit@1 could move on another draw of as "
               "many queries).", "",
               _table(["method", "Hit@1", "Hit@1 95%", "Hit@10", "MRR"],

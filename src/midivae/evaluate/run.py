@@ -149,7 +149,8 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
     pictured = report.picture_method(methods).name if "pictures" in cfg.tasks and methods else None
     for emb in methods:
         t_m = time.perf_counter()
-        r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta}
+        r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
+                                **({"tempo_weight": emb.tempo_weight} if emb.tempo_weight else {})}
         with progress(f"{emb.name}: encoding" if bars else None):
             vecs = T.embed_flat(emb, flat)
         if emb.name == pictured:
@@ -242,6 +243,8 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
                    "cut or repeated)" if changes_form else "")
                 + (", and half the time another drum part (left out, or thinned with its cymbals swapped)"
                    if preset.p_drum_change > 0 else "")
+                + (f"; each re-rendering's tempo is its song's within ±{preset.tempo_jitter:.0%}"
+                   if preset.tempo_jitter else "; each file keeps its song's tempo")
                 + ", so they can flatter a model; real transcriptions (--versions-csv) are the real test")
     log(f"versions: {len(vs.songs)} files, {vs.n_queries} queries ({note})")
     return vs, note
