@@ -71,6 +71,12 @@ def test_ingest_writes_a_store_readers_can_use(data_dir: Path, tmp_path: Path) -
         db.execute("DROP TABLE song_tempo")
     with PhraseStore.open(tmp_path / "store") as store:
         assert np.isnan(store.tempi()).all() and len(store.tempi([0, 1])) == 2
+    # ingesting the same files again reads nothing twice but their tempo, once
+    again = ingest(files, tmp_path / "store", workers=1)
+    assert again.already_done == 12 and again.phrases_written == 0 and again.tempi_added == summary.songs_written
+    with PhraseStore.open(tmp_path / "store") as store:
+        assert np.all(store.tempi(mine) == read_lpd(files[0]).tempo) and np.isfinite(store.tempi()).all()
+    assert ingest(files, tmp_path / "store", workers=1).tempi_added == 0
 
 
 def test_duplicate_songs_are_stored_once_in_one_split(data_dir: Path, tmp_path: Path) -> None:

@@ -49,6 +49,8 @@ def ingest(
         click.echo(f"  {count:6d}  {reason}")
     if d["sections_skipped_not_4_4"]:
         click.echo(f"sections not in 4/4 left out: {d['sections_skipped_not_4_4']}")
+    if d["tempi_added"]:
+        click.echo(f"tempi added    {d['tempi_added']}  (songs stored before the store kept their tempo)")
     click.echo(f"time           {d['seconds']:.1f} s")
 
 

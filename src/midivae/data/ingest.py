@@ -44,6 +44,7 @@ class IngestSummary:
     skipped: Counter = field(default_factory=Counter)
     sections_skipped: int = 0
     empty_phrases_skipped: int = 0  # empty phrases of MuseGAN files (other files drop them silently)
+    tempi_added: int = 0  # songs stored before tempi were kept, whose tempo this run read from their file
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -57,6 +58,7 @@ class IngestSummary:
             "files_skipped": sum(self.skipped.values()),
             "sections_skipped_not_4_4": self.sections_skipped,
             "empty_musegan_phrases_skipped": self.empty_phrases_skipped,
+            "tempi_added": self.tempi_added,
             "seconds": round(self.seconds, 3),
         }
 
@@ -196,6 +198,7 @@ def ingest(
         seen_hashes = writer.content_hashes()
         todo = [f for f in singles if str(f) not in done]
         summary.already_done = len(singles) - len(todo)
+        summary.tempi_added = _add_missing_tempi(writer, {str(f) for f in singles} & done, allow_any_meter, workers)
 
         bar = None
         if progress:
@@ -257,6 +260,26 @@ def ingest(
                 bar.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _read_tempo(args: tuple[str, bool]) -> float:
+    """A file's tempo as ingest keeps it (the reader's first tempo); NaN if it cannot be read now."""
+    path, allow_any_meter = args
+    try:
+        return read_lpd(path).tempo if path.lower().endswith(".npz") else read_midi(path, allow_any_meter=allow_any_meter).tempo
+    except MidiVaeError:
+        return float("nan")
+
+
+def _add_missing_tempi(writer: StoreWriter, sources: set[str], allow_any_meter: bool, workers: int) -> int:
+    """Songs stored before the store kept tempi get their tempo from their file (once: a store
+    written by this version has them all), so the model's search reads it (midivae.data.style)."""
+    stale = [(sid, src) for sid, src in writer.songs_without_tempo() if src in sources]
+    if not stale:
+        return 0
+    tempi = list(_map_ordered(_read_tempo, [(src, allow_any_meter) for _, src in stale], workers))
+    writer.set_tempi([(sid, t) for (sid, _), t in zip(stale, tempi)])
+    return sum(1 for t in tempi if np.isfinite(t) and t > 0)
 
 
 def npz_kind_safe(path: Path) -> str:

@@ -291,6 +291,24 @@ class StoreWriter:
         self._hashes = dict(self._db.execute("SELECT content_hash, song_id FROM songs WHERE duplicate_of IS NULL"))
         self._song_ids = {r for (r,) in self._db.execute("SELECT song_id FROM songs")}
 
+    def songs_without_tempo(self) -> list[tuple[str, str]]:
+        """(song id, source) of the stored songs (with phrases) whose tempo is not kept: songs of a
+        store ingested before tempi were kept, or of a phrase file."""
+        return list(self._db.execute(
+            "SELECT s.song_id, s.source FROM songs s LEFT JOIN song_tempo t ON s.song_id = t.song_id "
+            "WHERE t.song_id IS NULL AND s.duplicate_of IS NULL AND s.n_phrases > 0"))
+
+    def set_tempi(self, tempi: Sequence[tuple[str, float]]) -> None:
+        """Record songs' tempi (BPM) in one transaction (a store ingested before tempi were kept)."""
+        rows = [(sid, float(bpm)) for sid, bpm in tempi if np.isfinite(bpm) and bpm > 0]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO song_tempo VALUES (?,?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def content_hashes(self) -> set[str]:
         return set(self._hashes)
 
