@@ -44,20 +44,20 @@ FILE_TEMPO_WEIGHT = 0.03
 TEMPO_WIDTH = 0.03
 
 
-def tempo_agreement(query_tempo: float, tempi: np.ndarray, width: float = TEMPO_WIDTH) -> np.ndarray:
-    """How well each of ``tempi`` (BPM) agrees with ``query_tempo``: exp(-(d / width)^2 / 2), d the
-    distance of their log2 in octaves folded to [0, 0.5] (double and half time agree); 0 where
-    either is unknown (NaN or not positive), so only evidence of a match counts."""
-    tempi = np.asarray(tempi, dtype=np.float64)
-    if not (np.isfinite(query_tempo) and query_tempo > 0):
-        return np.zeros(tempi.shape)
-    known = np.isfinite(tempi) & (tempi > 0)
-    x = np.log2(query_tempo) - np.log2(np.where(known, tempi, 1.0))
+def tempo_agreement(query_tempo: float | np.ndarray, tempi: np.ndarray, width: float = TEMPO_WIDTH) -> np.ndarray:
+    """How well each of ``tempi`` (BPM, ``(n,)``) agrees with ``query_tempo`` (one, or ``(m,)``:
+    an ``(m, n)`` result): exp(-(d / width)^2 / 2), d the distance of their log2 in octaves folded
+    to [0, 0.5] (double and half time agree); 0 where either is unknown (NaN or not positive), so
+    only evidence of a match counts."""
+    q = np.asarray(query_tempo, dtype=np.float64)[..., None]
+    t = np.asarray(tempi, dtype=np.float64)
+    known = (np.isfinite(q) & (q > 0)) & (np.isfinite(t) & (t > 0))
+    x = np.log2(np.where(known, q, 1.0)) - np.log2(np.where(known, t, 1.0))
     d = np.abs(x - np.round(x))
     return np.where(known, np.exp(-0.5 * (d / width) ** 2), 0.0)
 
 
-def tempo_term(query_tempo: float, tempi: np.ndarray, weight: float = FILE_TEMPO_WEIGHT) -> np.ndarray:
+def tempo_term(query_tempo: float | np.ndarray, tempi: np.ndarray, weight: float = FILE_TEMPO_WEIGHT) -> np.ndarray:
     """What a query of several phrases adds to each candidate song's distance: ``weight`` x (1 -
     :func:`tempo_agreement`) (0 for a matching tempo, ``weight`` for another or an unknown one)."""
     return weight * (1.0 - tempo_agreement(query_tempo, tempi))

@@ -504,6 +504,8 @@ def test_tempo_agreement_and_term():
     assert k[4] < 1e-6 and k[5] == k[6] == 0.0  # another tempo; unknown ones
     assert not tempo_agreement(float("nan"), np.array([120.0])).any()
     np.testing.assert_allclose(tempo_term(120.0, np.array([120.0, np.nan]), 0.05), [0.0, 0.05])
+    many = tempo_agreement(np.array([120.0, 90.0, np.nan]), np.array([60.0, 90.0]))  # (queries, candidates)
+    np.testing.assert_allclose(many, [[1.0, tempo_agreement(120.0, np.array([90.0]))[0]], [many[1, 0], 1.0], [0.0, 0.0]])
 
 
 def test_version_task_adds_the_tempo_term_for_queries_of_several_phrases(make_songs):

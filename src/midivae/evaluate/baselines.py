@@ -276,7 +276,7 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + f"; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
         several_embed=several_embed if head.song_dims else None, reads_tempo=head.reads_tempo,
-        tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo and head.song_dims else 0.0,
+        tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo else 0.0,
         timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
 
 

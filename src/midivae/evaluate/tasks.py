@@ -508,8 +508,8 @@ def version_identification(
         from midivae.search_space import tempo_term
 
         tempi = np.array([s.tempo for s in songs], dtype=np.float64)
-        for i in np.nonzero(qlen > 1)[0]:
-            file_d[i] += tempo_term(tempi[query_files[i]], tempi, emb.tempo_weight)
+        several_files = qlen > 1
+        file_d[several_files] += tempo_term(tempi[query_files[several_files]], tempi, emb.tempo_weight)
     tol = np.maximum.reduceat(tol_rows, qstarts)
     out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
