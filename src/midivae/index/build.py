@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from midivae.errors import MidiVaeError, NotFoundError, VectorIndexError
 from midivae.index.base import Encoder
-from midivae.index.encoders import encode_search, search_layout
+from midivae.index.encoders import encode_search, reads_tempo, search_layout
 from midivae.index.faiss_index import IndexSpec
 from midivae.index.latent_index import IndexWriter
 from midivae.index.sources import SongSource, content_hash, discover
@@ -76,7 +76,7 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         allp = np.concatenate([p.phrases for _, p in pending])
         tempo = np.concatenate([np.full(len(p), p.tempo) for _, p in pending])
         means = encode_search(encoder, allp, batch=batch, tempo=tempo)
-        if getattr(getattr(encoder, "search_head", None), "reads_tempo", False):
+        if reads_tempo(encoder):
             report.songs_without_tempo += sum(1 for _, p in pending if not np.isfinite(p.tempo))
         start = 0
         for source, phrases in pending:

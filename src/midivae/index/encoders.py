@@ -134,6 +134,12 @@ class SearchLayout:
                    latent, axes, float(meta.get("tempo_weight", 0.0)))
 
 
+def reads_tempo(encoder: Encoder) -> bool:
+    """Whether the encoder's search vectors read the phrases' song tempo (a model whose search head
+    was fitted with tempi; midivae.data.style)."""
+    return bool(getattr(getattr(encoder, "search_head", None), "reads_tempo", False))
+
+
 def search_layout(encoder: Encoder) -> SearchLayout:
     head = getattr(encoder, "search_head", None)
     if head is None or (not head.bar_weight and not head.shortlist and not getattr(encoder, "search_id", "")):
@@ -143,7 +149,7 @@ def search_layout(encoder: Encoder) -> SearchLayout:
     return SearchLayout(int(encoder.search_dim), head.coarse_dims if head.shortlist else 0, int(head.shortlist),
                         head.content_dims, str(getattr(encoder, "search_id", "")), int(head.fingerprint_hashes),
                         float(head.fingerprint_weight), int(encoder.latent_dim), head.mean_axes,
-                        FILE_TEMPO_WEIGHT if getattr(head, "reads_tempo", False) else 0.0)
+                        FILE_TEMPO_WEIGHT if reads_tempo(encoder) else 0.0)
 
 
 def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, batch: int, what: str,
@@ -173,7 +179,7 @@ def encode_search(encoder: Encoder, phrases: np.ndarray, batch: int = 256,
         return _encode_batched(encoder, phrases, lambda p: encoder.encode(p)[0], search_layout(encoder).width, batch,
                                "vectors")
     return _encode_batched(encoder, phrases, encode, search_layout(encoder).width, batch, "vectors",
-                           tempo if getattr(getattr(encoder, "search_head", None), "reads_tempo", False) else None)
+                           tempo if reads_tempo(encoder) else None)
 
 
 def encode_means(encoder: Encoder, phrases: np.ndarray, batch: int = 256) -> np.ndarray:
