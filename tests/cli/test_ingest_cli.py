@@ -26,6 +26,7 @@ def test_ingest_info_show(data_dir: Path, tmp_path: Path) -> None:
     info = json.loads(result.output)
     assert info["phrases"] == summary["phrases_written"] and info["songs"] == 6
     assert sum(info["split_phrases"].values()) == info["phrases"]
+    assert info["songs_with_tempo"] == 6 and 20 < info["median_tempo"] < 400
 
     text = runner.invoke(main, ["info", str(store)])
     assert "Drums" in text.output and "train" in text.output

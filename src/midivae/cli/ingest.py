@@ -71,6 +71,10 @@ def info(store: Path, as_json: bool) -> None:
     click.echo(f"phrases   {result.phrases}")
     click.echo(f"songs     {result.songs}  (+{result.duplicate_songs} duplicates)")
     click.echo(f"sources   {result.sources}  ({sum(result.skipped_sources.values())} skipped)")
+    click.echo(f"tempo     known for {result.songs_with_tempo} of {result.songs} songs"
+               + (f" (median {result.median_tempo:g} BPM)" if result.median_tempo else "")
+               + ("" if result.songs_with_tempo or not result.songs else
+                  "; ingest the same files again to add them (the model's search reads them)"))
     for reason, count in result.skipped_sources.items():
         click.echo(f"  {count:6d}  {reason}")
     click.echo("split          songs  phrases")

@@ -27,6 +27,8 @@ class StoreInfo:
     notes_per_bar: dict[str, float]  # mean note onsets per bar, per track (over phrases where it plays)
     active_cells: float  # share of the 80,640 cells that are on, mean over phrases
     size_bytes: int
+    songs_with_tempo: int = 0  # songs whose tempo the store keeps (the model's search reads it)
+    median_tempo: float | None = None  # BPM, over those songs
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,6 +61,9 @@ def store_info(store: PhraseStore, seed: int = 0) -> StoreInfo:
         (s["reason"] or "").split(" (", 1)[0] for s in sources if s["status"] == "skipped"
     )
     size = sum(p.stat().st_size for p in store.path.iterdir() if p.is_file())
+    firsts = [int(s["first_row"]) for s in songs if s["duplicate_of"] is None and s["first_row"] is not None]
+    tempi = store.tempi(firsts) if firsts else np.zeros(0)
+    known = tempi[np.isfinite(tempi)]
     return StoreInfo(
         path=str(store.path),
         phrases=len(store),
@@ -72,4 +77,6 @@ def store_info(store: PhraseStore, seed: int = 0) -> StoreInfo:
         notes_per_bar={n: round(float(d), 2) for n, d in zip(TRACK_NAMES, per_track)},
         active_cells=round(active, 5),
         size_bytes=size,
+        songs_with_tempo=int(known.size),
+        median_tempo=round(float(np.median(known)), 1) if known.size else None,
     )
