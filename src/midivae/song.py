@@ -48,7 +48,7 @@ class Song:
     roll: np.ndarray
     sections: tuple[tuple[int, int], ...]
     source: str = ""
-    tempo: float = DEFAULT_TEMPO
+    tempo: float = DEFAULT_TEMPO  # BPM most of the song plays at (main_tempo)
     skipped: tuple[str, ...] = field(default=())
 
     @property
@@ -70,6 +70,23 @@ class Phrases:
 
     def __len__(self) -> int:
         return int(self.phrases.shape[0])
+
+
+def main_tempo(starts: np.ndarray, bpm: np.ndarray, end: float) -> float:
+    """The tempo most of a song plays at (BPM): the duration-weighted median of its tempo map.
+    ``starts`` (ascending, any time unit) are where each tempo takes over; it holds until the next
+    one, the last until ``end``. A placeholder tempo before the first note, or a short ritardando,
+    does not decide it (the first tempo differs by > 2% from this in ~8% of the shared songs)."""
+    starts = np.asarray(starts, dtype=np.float64)
+    bpm = np.asarray(bpm, dtype=np.float64)
+    if bpm.size == 0:
+        return DEFAULT_TEMPO
+    held = np.diff(np.append(np.minimum(starts, end), end)).clip(min=0)
+    if held.sum() <= 0:
+        return float(bpm[0])
+    order = np.argsort(bpm, kind="stable")
+    cum = np.cumsum(held[order])
+    return float(bpm[order][np.searchsorted(cum, cum[-1] / 2)])
 
 
 def _to_steps(ticks: np.ndarray, tpq: int) -> np.ndarray:

@@ -53,6 +53,12 @@ def test_phrases_have_the_musegan_layout(data_dir: Path) -> None:
     assert (np.diff(phrases.bar_offsets) >= 4).all() and (phrases.bar_offsets % 4 == 0).all()
 
 
+def test_an_lpd_songs_tempo_is_the_median_of_its_steps(data_dir: Path) -> None:
+    for path in _some_songs(data_dir, 40):
+        steps = np.load(path)["tempo"]
+        assert read_lpd(path).tempo == np.sort(steps)[(len(steps) + 1) // 2 - 1]  # every step weighs the same
+
+
 def test_not_an_lpd_file(tmp_path: Path) -> None:
     np.savez(tmp_path / "x.npz", a=np.zeros(3))
     with pytest.raises(InvalidInputError, match="not an LPD-5"):

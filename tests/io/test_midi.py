@@ -149,3 +149,22 @@ def test_real_midi_sets_read_without_a_crash(data_dir: Path, folder: str) -> Non
         assert phrases.phrases.dtype == bool and phrases.phrases.shape[1:] == (4, 48, 84, 5)
         n_phrases += len(phrases)
     assert n_phrases > 10 * len(files)
+
+
+def test_a_songs_tempo_is_the_one_most_of_it_plays_at(tmp_path: Path) -> None:
+    from midivae.song import main_tempo
+
+    # a placeholder before the music, a short ritardando at the end: neither decides
+    assert main_tempo(np.array([0, 10, 900]), np.array([120.0, 96.0, 60.0]), 1000) == 96.0
+    assert main_tempo(np.array([0]), np.array([133.0]), 0) == 133.0  # nothing held: the first
+    assert main_tempo(np.array([0, 2000]), np.array([80.0, 100.0]), 1000) == 80.0  # a change after the end
+    phrases = random_phrases(4, seed=5)
+    score = symusic.Score(str(_written(tmp_path, phrases)))
+    score.tempos.append(symusic.Tempo(score.ticks_per_quarter // 4, 88.0))  # 95 for a sixteenth, then 88
+    score.dump_midi(str(tmp_path / "y.mid"))
+    assert read_midi(tmp_path / "y.mid").tempo == pytest.approx(88.0, abs=0.01)
+
+
+def _written(tmp_path: Path, phrases: np.ndarray) -> Path:
+    write_midi(tmp_path / "x.mid", phrases, tempo=95)
+    return tmp_path / "x.mid"

@@ -15,7 +15,7 @@ import numpy as np
 
 from midivae.constants import DEFAULT_TEMPO, LPD_STEPS_PER_BEAT, N_TRACKS
 from midivae.errors import InvalidInputError
-from midivae.song import Notes, Song, notes_to_roll, song_from_roll
+from midivae.song import Notes, Song, main_tempo, notes_to_roll, song_from_roll
 
 LPD_KEYS = tuple(f"pianoroll_{i}_csc_{k}" for i in range(N_TRACKS) for k in ("data", "indices", "indptr", "shape"))
 
@@ -73,7 +73,8 @@ def read_lpd(path: str | os.PathLike[str]) -> Song:
             if missing:
                 raise InvalidInputError(path, f"not an LPD-5 pianoroll file (missing {missing[0]})")
             arrays = {k: npz[k] for k in LPD_KEYS}
-            tempo = float(npz["tempo"][0]) if "tempo" in npz.files and npz["tempo"].size else DEFAULT_TEMPO
+            steps = npz["tempo"] if "tempo" in npz.files else np.zeros(0)  # BPM at every step
+            tempo = main_tempo(np.arange(steps.size), steps, steps.size) if steps.size else DEFAULT_TEMPO
     except InvalidInputError:
         raise
     except FileNotFoundError:

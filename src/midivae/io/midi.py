@@ -23,7 +23,7 @@ from midivae.constants import (
 )
 from midivae.errors import InvalidInputError, UnsupportedMeterError
 from midivae.io.atomic import atomic_write_bytes
-from midivae.song import Notes, Song, notes_to_roll, phrases_to_roll, roll_to_notes
+from midivae.song import Notes, Song, main_tempo, notes_to_roll, phrases_to_roll, roll_to_notes
 
 #: tick resolution of the files we write: one step = 2 ticks, so writing and reading are exact.
 WRITE_TPQ = 2 * STEPS_PER_BEAT
@@ -153,7 +153,8 @@ def read_midi(path: str | os.PathLike[str], allow_any_meter: bool = False) -> So
     sections, skipped = _meter_sections(score, roll.shape[0], allow_any_meter)
     if not sections:
         raise UnsupportedMeterError(path, "no 4/4 section (" + "; ".join(skipped) + ")")
-    tempo = float(score.tempos[0].qpm) if len(score.tempos) else DEFAULT_TEMPO
+    tempo = (main_tempo(np.array([t.time for t in score.tempos]), np.array([t.qpm for t in score.tempos]), score.end())
+             if len(score.tempos) else DEFAULT_TEMPO)
     return Song(roll, sections, str(path), tempo, skipped)
 
 
