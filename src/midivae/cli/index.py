@@ -123,7 +123,9 @@ def register(main: click.Group) -> None:
     @click.option("--bars", default=None, help="Only query bars A:B (0-based, B excluded).")
     @click.option("--any-key", is_flag=True, help="Also try the 12 transpositions of the pitched tracks.")
     @click.option("--rule", type=click.Choice(["nearest", "mean"]), default="mean", show_default=True,
-                  help="Song distance: the best phrase pair, or the mean over query phrases of the nearest.")
+                  help="Song distance: the best phrase pair, or the mean over query phrases of the nearest "
+                       "(a query of several phrases also weighs how well the song's tempo agrees, when the "
+                       "index's model reads tempo).")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
     @click.option("--ef-search", type=click.IntRange(1, 100_000), default=None,
                   help="HNSW indexes: candidates kept per query (higher = better recall, slower) [as built].")
