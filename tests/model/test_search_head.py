@@ -126,6 +126,9 @@ def test_a_song_projection_adds_its_cosine_and_brings_a_songs_phrases_together(r
     model = load_model(ckpt)
     head = model.search_head
     assert head.song_dims == 64 and head.song_weight == SONG_WEIGHT and head.content_dims == 128 + 64
+    # fitted without a single tempo: the head reads the notes' statistics only, and ignores tempi
+    assert not head.reads_tempo and head.style_center.shape == (171,)
+    np.testing.assert_array_equal(model.encode_search(real_phrases[:2], 96.0), model.encode_search(real_phrases[:2]))
     v = model.encode_search(real_phrases)
     assert v.shape == (n, 192 + 4 * 112 + 64) == (n, model.search_dim)
     mu, _, bars = model.encode_with_bars(real_phrases)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from midivae.data.style import phrase_style
+from midivae.data.style import NOTE_STYLE_DIMS, phrase_style
 
 #: settings of the shipped fit (docs/model_selection.md, "Song projection")
 SONG_DIMS = 64
@@ -64,9 +64,13 @@ def fit_song_projection(unit: np.ndarray, order: np.ndarray, style: np.ndarray, 
     import torch
 
     song = np.asarray(song)
-    known = np.isfinite(style).any(axis=0)  # a column no phrase knows (no tempo anywhere) fits as 0 / 1
-    center = np.where(known, np.nanmean(np.where(known, style, 0.0), axis=0), 0.0).astype(np.float32)
-    scale = (np.where(known, np.nanstd(np.where(known, style, 0.0), axis=0), 1.0) + 1e-6).astype(np.float32)
+    if not np.isfinite(style[:, NOTE_STYLE_DIMS:]).any():
+        # no fitting phrase has a tempo (a phrase file): fit on the notes' statistics alone, so the
+        # head does not read tempi (weights it never learnt would turn a query's tempo into noise)
+        style = style[:, :NOTE_STYLE_DIMS]
+        altered = None if altered is None else (*altered[:2], altered[2][:, :NOTE_STYLE_DIMS])
+    center = np.nanmean(style, axis=0).astype(np.float32)
+    scale = (np.nanstd(style, axis=0) + 1e-6).astype(np.float32)
     x = torch.from_numpy(features(unit, order, style, center, scale))
     x_alt = None if altered is None else torch.from_numpy(features(*altered, center, scale))
     _, inverse, counts = np.unique(song, return_inverse=True, return_counts=True)
