@@ -341,6 +341,7 @@ def test_a_file_query_prefers_the_version_with_its_tempo(data_dir, tmp_path):
     build_index([songs], tmp_path / "ix", model, workers=1)
     with LatentIndex.open(tmp_path / "ix") as ix:
         assert ix.layout.tempo_weight == FILE_TEMPO_WEIGHT
+        assert (ix.info().tempo_weight, ix.info().songs_with_tempo) == (FILE_TEMPO_WEIGHT, 2)
         for q in ("at_132.mid", "at_66.mid"):
             hits = search(ix, str(queries / q), lambda: model, k=2).hits
             assert [h.song_id for h in hits] == ["b_fast", "a_slow"]

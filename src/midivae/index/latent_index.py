@@ -56,6 +56,10 @@ class IndexInfo:
     search_id: str = ""
     #: the leading dims a song vector averages (the latent, or the search head's content block)
     song_dims: int = 0
+    #: the tempo term's weight for a query of several phrases (0: none), and the songs whose tempo
+    #: the catalogue keeps
+    tempo_weight: float = 0.0
+    songs_with_tempo: int = 0
 
 
 def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -188,7 +192,8 @@ class LatentIndex:
             n_phrases=len(self.phrases), n_dead_slots=int(getattr(self.phrases, "n_dead", 0)),
             created_at=self.meta.get("created_at", ""), disk_bytes=disk, vector_dims=self.latent_dim,
             coarse_dims=self.coarse_dims,
-            shortlist=self.shortlist, search_id=self.search_id, song_dims=self.song_dims)
+            shortlist=self.shortlist, search_id=self.search_id, song_dims=self.song_dims,
+            tempo_weight=self.layout.tempo_weight, songs_with_tempo=len(self.catalogue.song_tempi()))
 
     def close(self) -> None:
         self.catalogue.close()
