@@ -276,13 +276,17 @@ def first_relevant_metrics(
     return out
 
 
-def precision_at_k(d: np.ndarray, same: np.ndarray, k: int, tol: np.ndarray | float = 0.0) -> np.ndarray:
-    """Expected fraction of same-label items among the k nearest (excluded items at +inf)."""
-    d = np.asarray(d, dtype=np.float64)
-    n = d.shape[0]
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
-    weights = knn_weights(d, k, tol)
+def precision_at_k(d: np.ndarray, same: np.ndarray, k: int, tol: np.ndarray | float = 0.0,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """Expected fraction of same-label items among the k nearest (excluded items at +inf);
+    ``weights``: :func:`knn_weights` of ``d`` where the caller has them already."""
+    weights = _knn_weights_of(d, k, tol) if weights is None else weights
     return (weights * same).sum(axis=1) / k
+
+
+def _knn_weights_of(d: np.ndarray, k: int, tol: np.ndarray | float) -> np.ndarray:
+    d = np.asarray(d, dtype=np.float64)
+    return knn_weights(d, k, np.broadcast_to(np.asarray(tol, dtype=np.float64), (d.shape[0],)))
 
 
 def knn_weights(d: np.ndarray, k: int, tol: np.ndarray) -> np.ndarray:
@@ -302,15 +306,15 @@ def knn_weights(d: np.ndarray, k: int, tol: np.ndarray) -> np.ndarray:
     return inside.astype(np.float64) + boundary * share
 
 
-def knn_vote(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.ndarray | float = 0.0) -> np.ndarray:
+def knn_vote(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.ndarray | float = 0.0,
+             weights: np.ndarray | None = None) -> np.ndarray:
     """Expected-vote k-NN: per query, the probability of predicting each class.
 
-    Votes are the expected neighbour memberships (:func:`knn_weights`); classes tied at the top
-    vote share the prediction equally (random tie-breaking of the vote).
+    Votes are the expected neighbour memberships (:func:`knn_weights`, or ``weights``); classes
+    tied at the top vote share the prediction equally (random tie-breaking of the vote).
     """
-    n = d.shape[0]
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
-    return vote_shares(knn_weights(d, k, tol) @ np.eye(n_classes)[labels])
+    weights = _knn_weights_of(d, k, tol) if weights is None else weights
+    return vote_shares(weights @ np.eye(n_classes)[labels])
 
 
 def vote_shares(votes: np.ndarray) -> np.ndarray:
@@ -320,15 +324,15 @@ def vote_shares(votes: np.ndarray) -> np.ndarray:
 
 
 def shuffled_label_band(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.ndarray | float = 0.0,
-                        n_shuffles: int = 200, quantile: float = 0.95, seed: int = 0) -> dict[str, float]:
+                        n_shuffles: int = 200, quantile: float = 0.95, seed: int = 0,
+                        weights: np.ndarray | None = None) -> dict[str, float]:
     """The ``quantile`` of balanced k-NN accuracy and of precision@k over ``n_shuffles`` random
     reassignments of the labels to the same songs (``d``'s neighbourhoods kept): how high a figure
     an embedding reaches by chance on this many songs of these classes. A figure below its band
     does not show that the embedding groups the labels at all."""
     n = d.shape[0]
-    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
     # about k neighbours per row: a sparse product per shuffle (excluded songs, the query, weigh 0)
-    w = sp.csr_matrix(knn_weights(np.asarray(d, dtype=np.float64), k, tol))
+    w = sp.csr_matrix(_knn_weights_of(d, k, tol) if weights is None else weights)
     eye, rows, rng = np.eye(n_classes), np.arange(n), np.random.default_rng(seed)
     balanced, precision = [], []
     for _ in range(n_shuffles):

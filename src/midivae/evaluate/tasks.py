@@ -384,7 +384,7 @@ def genre_consistency(
     whole ranking (:func:`~midivae.evaluate.metrics.same_label_auc`), which still shows a
     grouping where classes are too small for a 10-NN vote to turn. ``labels``: song id -> genre
     (songs with exactly one label)."""
-    from midivae.evaluate.metrics import (balanced_accuracy, knn_vote, precision_at_k, same_label_auc,
+    from midivae.evaluate.metrics import (balanced_accuracy, knn_vote, knn_weights, precision_at_k, same_label_auc,
                                           shuffled_label_band)
 
     emb = as_embedding(embed, distance)
@@ -403,13 +403,14 @@ def genre_consistency(
     y = np.array([names.index(labels[s.song_id]) for s in songs])
     same = y[:, None] == y[None, :]
     np.fill_diagonal(same, False)
-    prob = knn_vote(d, y, len(names), k, tol)
+    weights = knn_weights(np.asarray(d, dtype=np.float64), k, np.broadcast_to(np.asarray(tol, np.float64), (len(y),)))
+    prob = knn_vote(d, y, len(names), k, weights=weights)
     counts = np.bincount(y, minlength=len(names))
-    band = shuffled_label_band(d, y, len(names), k, tol, seed=seed)
+    band = shuffled_label_band(d, y, len(names), k, seed=seed, weights=weights)
     auc = same_label_auc(d, y, seed=seed)
     return {
         "balanced_knn_accuracy": balanced_accuracy(prob, y),
-        f"precision@{k}": float(precision_at_k(d, same, k, tol).mean()),
+        f"precision@{k}": float(precision_at_k(d, same, k, weights=weights).mean()),
         "knn_accuracy": float(prob[np.arange(len(y)), y].mean()),
         "chance_balanced": 1.0 / len(names),
         "majority_rate": float(counts.max() / len(y)),
