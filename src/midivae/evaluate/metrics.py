@@ -280,22 +280,19 @@ def precision_at_k(d: np.ndarray, same: np.ndarray, k: int, tol: np.ndarray | fl
                    weights: np.ndarray | None = None) -> np.ndarray:
     """Expected fraction of same-label items among the k nearest (excluded items at +inf);
     ``weights``: :func:`knn_weights` of ``d`` where the caller has them already."""
-    weights = _knn_weights_of(d, k, tol) if weights is None else weights
+    weights = knn_weights(d, k, tol) if weights is None else weights
     return (weights * same).sum(axis=1) / k
 
 
-def _knn_weights_of(d: np.ndarray, k: int, tol: np.ndarray | float) -> np.ndarray:
-    d = np.asarray(d, dtype=np.float64)
-    return knn_weights(d, k, np.broadcast_to(np.asarray(tol, dtype=np.float64), (d.shape[0],)))
-
-
-def knn_weights(d: np.ndarray, k: int, tol: np.ndarray) -> np.ndarray:
+def knn_weights(d: np.ndarray, k: int, tol: np.ndarray | float = 0.0) -> np.ndarray:
     """Expected membership of each candidate in the k nearest under random tie-breaking.
 
     Candidates strictly inside the k-th distance weigh 1; the group tied at the k-th distance
-    shares the remaining slots equally.
+    shares the remaining slots equally. ``tol``: per row (or one for all), distances this close count as tied.
     """
+    d = np.asarray(d, dtype=np.float64)
     n, m = d.shape
+    tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), (n,))
     k = min(k, int(np.isfinite(d).sum(axis=1).min()))
     kth = np.partition(d, k - 1, axis=1)[:, k - 1][:, None]
     t = tol[:, None]
@@ -313,7 +310,7 @@ def knn_vote(d: np.ndarray, labels: np.ndarray, n_classes: int, k: int, tol: np.
     Votes are the expected neighbour memberships (:func:`knn_weights`, or ``weights``); classes
     tied at the top vote share the prediction equally (random tie-breaking of the vote).
     """
-    weights = _knn_weights_of(d, k, tol) if weights is None else weights
+    weights = knn_weights(d, k, tol) if weights is None else weights
     return vote_shares(weights @ np.eye(n_classes)[labels])
 
 
@@ -332,7 +329,7 @@ def shuffled_label_band(d: np.ndarray, labels: np.ndarray, n_classes: int, k: in
     does not show that the embedding groups the labels at all."""
     n = d.shape[0]
     # about k neighbours per row: a sparse product per shuffle (excluded songs, the query, weigh 0)
-    w = sp.csr_matrix(_knn_weights_of(d, k, tol) if weights is None else weights)
+    w = sp.csr_matrix(knn_weights(d, k, tol) if weights is None else weights)
     eye, rows, rng = np.eye(n_classes), np.arange(n), np.random.default_rng(seed)
     balanced, precision = [], []
     for _ in range(n_shuffles):

@@ -403,7 +403,7 @@ def genre_consistency(
     y = np.array([names.index(labels[s.song_id]) for s in songs])
     same = y[:, None] == y[None, :]
     np.fill_diagonal(same, False)
-    weights = knn_weights(np.asarray(d, dtype=np.float64), k, np.broadcast_to(np.asarray(tol, np.float64), (len(y),)))
+    weights = knn_weights(d, k, tol)
     prob = knn_vote(d, y, len(names), k, weights=weights)
     counts = np.bincount(y, minlength=len(names))
     band = shuffled_label_band(d, y, len(names), k, seed=seed, weights=weights)
