@@ -21,6 +21,8 @@ import base64
 
 import numpy as np
 
+from midivae.song import known_tempo
+
 
 def without_song_part(vectors: np.ndarray, mean_axes: np.ndarray | None) -> np.ndarray:
     """``vectors`` (``(..., width)``) with the song part of their content block set to zero.
@@ -51,7 +53,7 @@ def tempo_agreement(query_tempo: float | np.ndarray, tempi: np.ndarray, width: f
     only evidence of a match counts."""
     q = np.asarray(query_tempo, dtype=np.float64)[..., None]
     t = np.asarray(tempi, dtype=np.float64)
-    known = (np.isfinite(q) & (q > 0)) & (np.isfinite(t) & (t > 0))
+    known = known_tempo(q) & known_tempo(t)
     x = np.log2(np.where(known, q, 1.0)) - np.log2(np.where(known, t, 1.0))
     d = np.abs(x - np.round(x))
     return np.where(known, np.exp(-0.5 * (d / width) ** 2), 0.0)

@@ -72,6 +72,17 @@ class Phrases:
         return int(self.phrases.shape[0])
 
 
+def known_tempo(bpm: np.ndarray | float) -> np.ndarray:
+    """Whether each tempo (BPM) is known: NaN (or not positive) is how every layer writes "unknown"."""
+    bpm = np.asarray(bpm, dtype=np.float64)
+    return np.isfinite(bpm) & (bpm > 0)
+
+
+def phrase_tempi(tempo: np.ndarray | float | None, n: int) -> np.ndarray:
+    """``(n,)`` float64 tempi from one tempo for all ``n`` phrases, one per phrase, or None (NaN)."""
+    return np.broadcast_to(np.asarray(np.nan if tempo is None else tempo, dtype=np.float64), (n,))
+
+
 def main_tempo(starts: np.ndarray, bpm: np.ndarray, end: float) -> float:
     """The tempo most of a song plays at (BPM): the duration-weighted median of its tempo map.
     ``starts`` (ascending, any time unit) are where each tempo takes over; it holds until the next

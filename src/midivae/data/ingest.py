@@ -23,6 +23,7 @@ import numpy as np
 from midivae.constants import MIDI_SUFFIXES
 from midivae.data.store import SongRecord, SplitConfig, StoreWriter, note_counts, pack, track_masks
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
+from midivae.song import known_tempo
 from midivae.io.lpd import read_lpd
 from midivae.io.midi import read_midi
 from midivae.song import cut_phrases
@@ -279,7 +280,7 @@ def _add_missing_tempi(writer: StoreWriter, sources: set[str], allow_any_meter: 
         return 0
     tempi = list(_map_ordered(_read_tempo, [(src, allow_any_meter) for _, src in stale], workers))
     writer.set_tempi([(sid, t) for (sid, _), t in zip(stale, tempi)])
-    return sum(1 for t in tempi if np.isfinite(t) and t > 0)
+    return int(known_tempo(tempi).sum())
 
 
 def npz_kind_safe(path: Path) -> str:

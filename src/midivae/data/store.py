@@ -26,6 +26,7 @@ import numpy as np
 from midivae.constants import N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE
 from midivae.errors import StoreError
 from midivae.io.atomic import atomic_write_text
+from midivae.song import known_tempo
 
 FORMAT_NAME = "midivae-phrase-store"
 FORMAT_VERSION = 1
@@ -300,7 +301,7 @@ class StoreWriter:
 
     def set_tempi(self, tempi: Sequence[tuple[str, float]]) -> None:
         """Record songs' tempi (BPM) in one transaction (a store ingested before tempi were kept)."""
-        rows = [(sid, float(bpm)) for sid, bpm in tempi if np.isfinite(bpm) and bpm > 0]
+        rows = [(sid, float(bpm)) for sid, bpm in tempi if known_tempo(bpm)]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.executemany("INSERT OR REPLACE INTO song_tempo VALUES (?,?)", rows)
@@ -343,7 +344,7 @@ class StoreWriter:
                 phrase_rows.append(
                     (row + i, s.song_id, int(s.bar_offsets[i]), s.phrase_hashes[i], int(s.track_masks[i]), int(s.n_notes[i]))
                 )
-            if np.isfinite(s.tempo) and s.tempo > 0:
+            if known_tempo(s.tempo):
                 tempo_rows.append((s.song_id, float(s.tempo)))
             blobs.append(np.ascontiguousarray(s.packed, dtype=np.uint8).tobytes())
             row += n

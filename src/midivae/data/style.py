@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from midivae.constants import DRUMS, N_PITCHES, N_TRACKS, PHRASE_CELLS, PHRASE_SHAPE, STEPS_PER_BAR
+from midivae.song import known_tempo, phrase_tempi
 
 PITCH_CLASSES = 12
 #: the statistics read from the notes alone (a search head fitted before tempo reads only these)
@@ -41,8 +42,8 @@ def _unit_sum(x: np.ndarray, axis: int) -> np.ndarray:
 def tempo_code(bpm: np.ndarray | float | None, n: int) -> np.ndarray:
     """``(n, TEMPO_DIMS)`` octave-folded Fourier code of tempi in BPM (one per phrase, or one for
     all); NaN rows where the tempo is unknown (None, NaN, or not positive)."""
-    bpm = np.broadcast_to(np.asarray(np.nan if bpm is None else bpm, dtype=np.float64), (n,))
-    known = np.isfinite(bpm) & (bpm > 0)
+    bpm = phrase_tempi(bpm, n)
+    known = known_tempo(bpm)
     x = np.log2(np.where(known, bpm, 1.0))[:, None] * np.arange(1, TEMPO_HARMONICS + 1)[None, :]
     code = np.concatenate([np.cos(2 * np.pi * x), np.sin(2 * np.pi * x)], axis=1)
     return np.where(known[:, None], code, np.nan).astype(np.float32)

@@ -271,7 +271,7 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
                + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
-               + f"), cosine"
+               + "), cosine"
                + (f"; a query of several phrases: + {FILE_TEMPO_WEIGHT} x (1 - tempo agreement)" if head.reads_tempo else "")
                + f"; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from midivae.constants import PHRASE_SHAPE
 from midivae.evaluate.metrics import Prepared, prepare
+from midivae.song import phrase_tempi
 
 EmbedFn = Callable[[np.ndarray], "np.ndarray | sp.spmatrix"]
 #: ``sample(phrases, rng) -> (n, d)``: a stochastic encoding (the VAE's z = mu + sigma * eps).
@@ -67,7 +68,7 @@ class Embedding:
 
     def vectors(self, phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray | sp.spmatrix:
         """``embed(phrases)``, with the tempi where this embedding reads them."""
-        return self.embed(phrases, _tempo(tempo, len(phrases))) if self.reads_tempo else self.embed(phrases)
+        return self.embed(phrases, phrase_tempi(tempo, len(phrases))) if self.reads_tempo else self.embed(phrases)
 
     def prepare(self, vectors: np.ndarray | sp.spmatrix) -> Prepared:
         """The vectors ready for this embedding's search (see :func:`~midivae.evaluate.metrics.prepare`)."""
@@ -77,12 +78,8 @@ class Embedding:
         if self.sample is None:
             return dense(self.vectors(phrases, tempo))
         if self.reads_tempo:
-            return self.sample(phrases, rng, _tempo(tempo, len(phrases)))
+            return self.sample(phrases, rng, phrase_tempi(tempo, len(phrases)))
         return self.sample(phrases, rng)
-
-
-def _tempo(tempo: np.ndarray | None, n: int) -> np.ndarray:
-    return np.full(n, np.nan) if tempo is None else np.asarray(tempo, dtype=np.float64)
 
 
 def as_embedding(embed: Embedding | EmbedFn, distance: str | None = None, name: str = "embedding") -> Embedding:
@@ -115,5 +112,5 @@ def embed_phrases(emb: Embedding, phrases: np.ndarray, tempo: np.ndarray | None 
     phrases = np.asarray(phrases)
     if phrases.shape[1:] != PHRASE_SHAPE:
         raise ValueError(f"phrases must have shape (n, {PHRASE_SHAPE}), got {phrases.shape}")
-    tempo = _tempo(tempo, len(phrases))
+    tempo = phrase_tempi(tempo, len(phrases))
     return embed_batches(emb, ((phrases[i : i + batch], tempo[i : i + batch]) for i in range(0, len(phrases), batch)))

@@ -23,7 +23,7 @@ from midivae.constants import (CYMBALS, DEFAULT_TEMPO, DRUMS, LOWEST_PITCH, LPD_
                                STEPS_PER_BAR)
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
 from midivae.evaluate.data import SongPhrases, find_files, load_store_split_first, read_song_file
-from midivae.song import Notes, notes_to_roll, phrases_to_roll, roll_to_notes
+from midivae.song import Notes, known_tempo, notes_to_roll, phrases_to_roll, roll_to_notes
 
 #: what a version folder may hold: MIDI files and LPD-5 ``.npz`` pianorolls, mixed or not
 VERSION_SUFFIXES: tuple[str, ...] = (".npz", *MIDI_SUFFIXES)
@@ -312,7 +312,7 @@ def make_version_folder(
     for i, s in enumerate(songs):
         roll = phrases_to_roll(s.phrases)
         name = _safe(s.song_id)
-        tempo = s.tempo if np.isfinite(s.tempo) and s.tempo > 0 else DEFAULT_TEMPO
+        tempo = s.tempo if known_tempo(s.tempo) else DEFAULT_TEMPO
         write_midi(out_dir / f"{name}.mid", roll, tempo)
         rows.append((f"{name}.mid", s.song_id))
         if i < n_versioned:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from midivae.errors import NotFoundError, VectorIndexError
+from midivae.song import known_tempo
 
 SCHEMA_VERSION = 1
 
@@ -149,7 +150,7 @@ class Catalogue:
                            (song_key, song_id, title, path, source, content_hash, n, _now()))
         self._conn.executemany("INSERT INTO phrases VALUES (?, ?, ?)",
                                zip(vector_ids.tolist(), [song_key] * n, np.asarray(bar_offsets).tolist()))
-        if np.isfinite(tempo) and tempo > 0:
+        if known_tempo(tempo):
             self._conn.execute("INSERT OR REPLACE INTO song_tempo VALUES (?, ?)", (song_key, float(tempo)))
         return song_key, vector_ids
 

@@ -17,6 +17,7 @@ import numpy as np
 from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_BAR
 from midivae.errors import CheckpointError, InvalidInputError, VectorIndexError
 from midivae.index.base import Encoder
+from midivae.song import phrase_tempi
 from midivae.search_space import decode_axes, encode_axes, without_song_part
 
 BUILTIN_PREFIX = "builtin:"
@@ -158,7 +159,7 @@ def _encode_batched(encoder: Encoder, phrases: np.ndarray, encode, width: int, b
     batch checked for its shape and for NaN (a bad checkpoint must not reach an index); with
     ``tempo`` (BPM per phrase, or one for all), ``encode(phrases, tempo)``."""
     phrases = check_phrases(phrases)
-    bpm = None if tempo is None else np.broadcast_to(np.asarray(tempo, np.float64), (phrases.shape[0],))
+    bpm = None if tempo is None else phrase_tempi(tempo, phrases.shape[0])
     out = np.empty((phrases.shape[0], width), dtype=np.float32)
     for start in range(0, phrases.shape[0], batch):
         chunk = phrases[start : start + batch]

@@ -17,6 +17,7 @@ from torch import Tensor
 from midivae.constants import BARS_PER_PHRASE, MIDI_SUFFIXES, N_TRACKS, PHRASE_SHAPE
 from midivae.errors import CheckpointError, InvalidInputError
 from midivae.model.base import PhraseVAE
+from midivae.song import phrase_tempi
 from midivae.model.checkpoint import CONFIG_FILE, file_id, load_checkpoint
 from midivae.model.search_head import SEARCH_FILE, SearchHead, identity_head, load_search_head
 
@@ -135,7 +136,7 @@ class Model:
         arr = np.asarray(phrases)
         if arr.ndim == len(PHRASE_SHAPE):
             arr = arr[None]
-        bpm = np.broadcast_to(np.asarray(np.nan if tempo is None else tempo, np.float64), (arr.shape[0],))
+        bpm = phrase_tempi(tempo, arr.shape[0])
         parts = []
         for start, x in zip(range(0, arr.shape[0], self.batch_size), self._batches(arr)):
             mu, _, bars = self.vae.encode_with_bars(x) if head.needs_bars else (self.vae.encode_mean(x), None, None)
