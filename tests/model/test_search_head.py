@@ -60,6 +60,27 @@ def test_round_trip_and_default(tmp_path):
         load_search_head(tmp_path, 8)
 
 
+def test_a_head_file_from_before_note_lengths_keeps_its_landmarks(tmp_path):
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from midivae.data.fingerprint import signatures
+
+    head = SearchHead(np.eye(8, dtype=np.float32), 0.0, 4, 50, 16)
+    assert head.fingerprint_durations  # new heads read note lengths
+    path = save_search_head(head, tmp_path)
+    settings = {k: v for k, v in head.settings().items() if k != "fingerprint_durations"}
+    save_file(load_file(path), path, metadata={"settings": json.dumps(settings)})  # as written before session 14
+    old = load_search_head(tmp_path, 8)
+    assert not old.fingerprint_durations
+    phrases = np.zeros((1, 4, 48, 84, 5), dtype=bool)
+    phrases[0, 0, :30, 40, 1] = phrases[0, 0, 3, 44, 1] = phrases[0, 0, 5:9, 30, 3] = True
+    got = old.search_vectors(np.ones((1, 8), np.float32), None, phrases)[:, -16:]
+    np.testing.assert_array_equal(got, signatures(phrases, 16))
+    assert not np.array_equal(got, signatures(phrases, 16, durations=True))
+
+
 def test_retrieval_bars_average_to_the_content_mean():
     cfg = RetrievalConfig(latent_dim=16, patch_dim=16, bar_dim=32, orch_dim=4)
     model = RetrievalVAE(cfg).eval()
@@ -99,9 +120,10 @@ def test_fitting_the_shipped_model_gives_the_full_search(real_phrases, tmp_path)
     model = load_model(ckpt)
     head = model.search_head
     assert (head.bar_weight, head.coarse_dims, head.shortlist, head.fingerprint_hashes) == (0.3, 32, 100, 64)
+    assert head.fingerprint_durations
     v = model.encode_search(real_phrases[:5])
     assert v.shape == (5, 128 + 4 * 112 + 64) == (5, model.search_dim)
-    np.testing.assert_array_equal(v[:, -64:], signatures(real_phrases[:5], 64))
+    np.testing.assert_array_equal(v[:, -64:], signatures(real_phrases[:5], 64, durations=True))
     mu = model.encode_mean(real_phrases[:5])
     unit = mu / np.linalg.norm(mu, axis=1, keepdims=True)
     np.testing.assert_allclose(v[:, :128] @ v[:, :128].T, unit @ unit.T, atol=1e-5)  # the rotation keeps cosines

@@ -10,7 +10,8 @@ get the rotated mean alone. A *song projection* (optional, ``song_weight`` > 0) 
 unit vector of the phrase's song style beside the mean before the rotation (see
 midivae.model.song_projection): phrases of one song agree on it even where they share no
 material, so a phrase of a song's new section still finds the song. Last comes a landmark
-fingerprint of the phrase's notes (``fingerprint_hashes`` MinHash components, see midivae.data.fingerprint): the shortlist is
+fingerprint of the phrase's notes (``fingerprint_hashes`` MinHash components of onset pairs and,
+with ``fingerprint_durations``, their note lengths; see midivae.data.fingerprint): the shortlist is
 re-ranked by distance + ``fingerprint_weight`` x (1 - landmark similarity), so that the phrase a
 query was cut from beats a near-repeat of it.
 
@@ -51,6 +52,9 @@ class SearchHead:
     #: (1 - estimated landmark Jaccard). Two-stage searches only.
     fingerprint_hashes: int = 64
     fingerprint_weight: float = 0.2
+    #: landmarks hold their notes' lengths (midivae.data.fingerprint; docs/model_selection.md,
+    #: "Note lengths in the landmarks"); a head file from before them has False
+    fingerprint_durations: bool = True
     #: song projection (midivae.model.song_projection): ``(features, k)`` linear map of
     #: [unit mean, bar deviations, standardised style statistics], its unit output weighted by
     #: sqrt(``song_weight``) beside the unit mean (so it adds ``song_weight`` x its cosine to a dot
@@ -141,7 +145,8 @@ class SearchHead:
             return v
         from midivae.data.fingerprint import signatures
 
-        return np.concatenate([v, signatures(phrases, self.fingerprint_hashes).astype(np.float32)], axis=1)
+        sig = signatures(phrases, self.fingerprint_hashes, durations=self.fingerprint_durations)
+        return np.concatenate([v, sig.astype(np.float32)], axis=1)
 
     def settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None}
@@ -247,8 +252,9 @@ def load_search_head(folder: str | os.PathLike[str], latent_dim: int) -> SearchH
         basis = arrays.pop("basis")
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"cannot read the search head {path}: {exc}") from None
-    # a file from before fingerprints existed has none (its vectors must stay what they were)
-    settings = {"fingerprint_hashes": 0, "fingerprint_weight": 0.0, **settings}
+    # a file from before fingerprints (or their note lengths) existed has none (its vectors must
+    # stay what they were)
+    settings = {"fingerprint_hashes": 0, "fingerprint_weight": 0.0, "fingerprint_durations": False, **settings}
     content = latent_dim + (arrays["song_projection"].shape[1] if "song_projection" in arrays else 0)
     if basis.shape != (content, content):
         raise CheckpointError(f"{path}: rotation has shape {basis.shape}, the model's latent has {latent_dim} dims"
