@@ -8,18 +8,24 @@ transpositions) and version identification (generated `hard` versions, 302 files
 
     python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore 0:0 64:0.1 64:0.2
     python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore --distractors 1000 64:0.2 64:0.4
+    python scripts/experiments/fingerprint_search.py --store /tmp/lpdstore --distractors 1000 --by-length 64:0.2:onsets 64:0.2
 
-Session 4 figures are in docs/model_selection.md ("Landmark fingerprints").
+A third field ``onsets`` uses landmarks without note lengths (the search head before session 14).
+``--by-length`` adds phrase Hit@1 (drop, shift, piano->guitar) per length of the query's song.
+Figures are in docs/model_selection.md ("Landmark fingerprints", session 4; "Note lengths in the
+landmarks", session 14).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import midivae
@@ -36,7 +42,8 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--distractors", type=int, default=0, help="train songs added to the excerpt and robustness index")
-    ap.add_argument("settings", nargs="+", help="HASHES:WEIGHT (0:0 = no fingerprints)")
+    ap.add_argument("--by-length", action="store_true", help="phrase Hit@1 per length of the query's song too")
+    ap.add_argument("settings", nargs="+", help="HASHES:WEIGHT[:onsets] (0:0 = no fingerprints; onsets: no note lengths)")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
     from song_projection import excerpt_among  # the excerpt task among distractor songs
@@ -50,8 +57,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
     versions = generated_versions(pick(val, None, 0), tmp, 100, 0, VERSION_PRESETS["hard"])
     for spec in args.settings:
-        hashes, weight = spec.split(":")
-        model._search_head = dataclasses.replace(base, fingerprint_hashes=int(hashes), fingerprint_weight=float(weight))
+        hashes, weight, *kind = spec.split(":")
+        model._search_head = dataclasses.replace(base, fingerprint_hashes=int(hashes), fingerprint_weight=float(weight),
+                                                 fingerprint_durations=kind != ["onsets"])
         emb = model_embedding(model, "model", "cosine", enc)
         e = dict(zip(("hit@1", "mrr"), excerpt_among(val, distractors, emb)))
         r = T.robustness(val + distractors, emb, queries=queries)
@@ -60,6 +68,29 @@ def main() -> None:
         phrase = " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in NAMES)
         print(f"| {spec} | {e['hit@1']:.3f} / {e['mrr']:.3f} | {phrase} | {worst:.3f} | {v['hit@1']:.3f} / {v['mrr']:.3f} |",
               flush=True)
+        if args.by_length:
+            by_length(val + distractors, emb, queries)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: phrases in the query's song: the shared songs are short (median 74 bars), a whole LPD-5 set is not
+LENGTHS = ((0, 20), (20, 30), (30, 10_000))
+
+
+def by_length(songs, emb, queries: T.AlteredQueries) -> None:
+    """Phrase Hit@1 of drop, shift and piano->guitar queries, per number of phrases in their song."""
+    flat = T.flatten(songs)
+    n_phrases = np.bincount(flat.song)[flat.song[queries.rows]]
+    cells = []
+    for lo, hi in LENGTHS:
+        m = (n_phrases >= lo) & (n_phrases < hi)
+        names = NAMES[:3]
+        sub = T.AlteredQueries(queries.rows[m], {n: queries.kept[n][m] for n in names},
+                               {n: queries.packed[n][m[queries.kept[n]]] for n in names})
+        r = T.robustness(songs, emb, queries=sub, any_key=False)
+        cells.append(f"{lo}-{hi if hi < 10_000 else ''} phrases ({m.sum()} queries): "
+                     + " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in names))
+    print("   by song length, phrase Hit@1 drop20 / shift6 / p->g: " + "; ".join(cells), flush=True)
 
 
 if __name__ == "__main__":
