@@ -81,10 +81,9 @@ def by_length(songs, emb, queries: T.AlteredQueries) -> None:
     """Phrase Hit@1 of drop, shift and piano->guitar queries, per number of phrases in their song."""
     flat = T.flatten(songs)
     n_phrases = np.bincount(flat.song)[flat.song[queries.rows]]
-    cells = []
+    cells, names = [], NAMES[:3]
     for lo, hi in LENGTHS:
         m = (n_phrases >= lo) & (n_phrases < hi)
-        names = NAMES[:3]
         sub = T.AlteredQueries(queries.rows[m], {n: queries.kept[n][m] for n in names},
                                {n: queries.packed[n][m[queries.kept[n]]] for n in names})
         r = T.robustness(songs, emb, queries=sub, any_key=False)

@@ -15,6 +15,8 @@ Figures: docs/model_selection.md ("Note lengths in the landmarks").
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +26,6 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.data import load_store_split
 
 SHIFT = 6
-LENGTHS = ((0, 20), (20, 30), (30, 10_000))
 
 
 def share_first(score: np.ndarray, own: int, copies: np.ndarray) -> float:
@@ -49,6 +50,9 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--queries", type=int, default=1000)
     args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fingerprint_search import LENGTHS  # the song-length groups of its --by-length
+
     songs = [s for s in load_store_split(args.store, "validation", None) if len(s)]
     flat = T.flatten(songs)
     queries = T.altered_queries(songs, args.queries, ["shift_eighth"], seed=0)
