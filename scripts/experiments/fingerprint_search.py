@@ -25,7 +25,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import midivae
@@ -69,26 +68,18 @@ def main() -> None:
         print(f"| {spec} | {e['hit@1']:.3f} / {e['mrr']:.3f} | {phrase} | {worst:.3f} | {v['hit@1']:.3f} / {v['mrr']:.3f} |",
               flush=True)
         if args.by_length:
-            by_length(val + distractors, emb, queries)
+            by_length(r)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-#: phrases in the query's song: the shared songs are short (median 74 bars), a whole LPD-5 set is not
-LENGTHS = ((0, 20), (20, 30), (30, 10_000))
-
-
-def by_length(songs, emb, queries: T.AlteredQueries) -> None:
-    """Phrase Hit@1 of drop, shift and piano->guitar queries, per number of phrases in their song."""
-    flat = T.flatten(songs)
-    n_phrases = np.bincount(flat.song)[flat.song[queries.rows]]
-    cells, names = [], NAMES[:3]
-    for lo, hi in LENGTHS:
-        m = (n_phrases >= lo) & (n_phrases < hi)
-        sub = T.AlteredQueries(queries.rows[m], {n: queries.kept[n][m] for n in names},
-                               {n: queries.packed[n][m[queries.kept[n]]] for n in names})
-        r = T.robustness(songs, emb, queries=sub, any_key=False)
-        cells.append(f"{lo}-{hi if hi < 10_000 else ''} phrases ({m.sum()} queries): "
-                     + " / ".join(f"{r[f'{n}/phrase_hit1']:.3f}" for n in names))
+def by_length(r: dict) -> None:
+    """Phrase Hit@1 of drop, shift and piano->guitar queries per number of phrases in their song
+    (the robustness task's ``phrase_hit1_in_songs_*``)."""
+    cells = []
+    for lo, hi in T.SONG_LENGTH_GROUPS:
+        label = T.song_length_label(lo, hi)
+        cells.append(f"{label} phrases ({r[f'shift_eighth/n_in_songs_{label}']} queries): "
+                     + " / ".join(f"{r.get(f'{n}/phrase_hit1_in_songs_{label}', float('nan')):.3f}" for n in NAMES[:3]))
     print("   by song length, phrase Hit@1 drop20 / shift6 / p->g: " + "; ".join(cells), flush=True)
 
 

@@ -15,8 +15,6 @@ Figures: docs/model_selection.md ("Note lengths in the landmarks").
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -50,9 +48,6 @@ def main() -> None:
     ap.add_argument("--store", required=True)
     ap.add_argument("--queries", type=int, default=1000)
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from fingerprint_search import LENGTHS  # the song-length groups of its --by-length
-
     songs = [s for s in load_store_split(args.store, "validation", None) if len(s)]
     flat = T.flatten(songs)
     queries = T.altered_queries(songs, args.queries, ["shift_eighth"], seed=0)
@@ -74,12 +69,12 @@ def main() -> None:
             got[name][i] = share_first(jaccard(qs, landmark_sets(phrases, durations)), own, copies)
     n_phrases = sizes[flat.song[rows]]
     print(f"{len(rows)} shifted phrases of {len(songs)} validation songs; original first among its song's phrases")
-    print("| oracle | " + " | ".join(f"{lo}-{hi if hi < 10_000 else ''} phrases" for lo, hi in LENGTHS) + " | all |")
-    print("|---|" + "---|" * (len(LENGTHS) + 1))
-    print("| queries | " + " | ".join(str(int(((n_phrases >= lo) & (n_phrases < hi)).sum())) for lo, hi in LENGTHS)
-          + f" | {len(rows)} |")
+    groups = [(n_phrases >= lo) & (n_phrases < (hi or np.inf)) for lo, hi in T.SONG_LENGTH_GROUPS]
+    print("| oracle | " + " | ".join(f"{T.song_length_label(lo, hi)} phrases" for lo, hi in T.SONG_LENGTH_GROUPS) + " | all |")
+    print("|---|" + "---|" * (len(groups) + 1))
+    print("| queries | " + " | ".join(str(int(g.sum())) for g in groups) + f" | {len(rows)} |")
     for name, hit in got.items():
-        cells = [f"{hit[(n_phrases >= lo) & (n_phrases < hi)].mean():.3f}" for lo, hi in LENGTHS]
+        cells = [f"{hit[g].mean():.3f}" for g in groups]
         print(f"| {name} | " + " | ".join(cells) + f" | {hit.mean():.3f} |")
 
 

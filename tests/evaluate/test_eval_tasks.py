@@ -60,6 +60,23 @@ def test_robustness_identity_and_constant(make_songs):
     assert c["drop_20pct_notes/phrase_hit1"] == pytest.approx(1 / (60 - 1), rel=0.5)
 
 
+def test_robustness_gives_the_phrase_hit_per_length_of_the_querys_song():
+    from midivae.evaluate.data import SongPhrases
+
+    rng = np.random.default_rng(3)
+    lengths = [5, 5, 22, 34]  # one song in each group but the first, which has two
+    songs = [SongPhrases.from_phrases(f"s{i}", rng.random((n, 4, 48, 84, 5)) < 0.004) for i, n in enumerate(lengths)]
+    r = tasks.robustness(songs, identity, "euclidean", n_queries=40, alterations=["drop_20pct_notes"], any_key=False)
+    groups = ("0-19", "20-29", "30+")
+    counts = [r[f"drop_20pct_notes/n_in_songs_{g}"] for g in groups]
+    assert sum(counts) == r["drop_20pct_notes/n"] == 40 and all(c > 0 for c in counts)
+    assert all(r[f"drop_20pct_notes/phrase_hit1_in_songs_{g}"] == 1.0 for g in groups)  # identity finds every original
+    c = tasks.robustness(songs, constant, "euclidean", n_queries=40, alterations=["drop_20pct_notes"], any_key=False)
+    overall = sum(c[f"drop_20pct_notes/phrase_hit1_in_songs_{g}"] * c[f"drop_20pct_notes/n_in_songs_{g}"] for g in groups) / 40
+    assert overall == pytest.approx(c["drop_20pct_notes/phrase_hit1"])  # the groups split the same queries
+    assert c["drop_20pct_notes/phrase_hit1_in_songs_30+"] == pytest.approx(1 / 66)  # every phrase tied
+
+
 def test_robustness_skips_unchanged_queries(make_songs):
     songs = make_songs(6, half=2)  # random phrases with piano only at one cell: piano->guitar changes all
     from midivae.evaluate.data import SongPhrases

@@ -254,6 +254,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
                         row.append(rob.get(f"{a}/{level}_hit1_anykey"))
                 rows.append(row)
             L += [f"**{title}**", "", _table(header, rows), ""]
+        L += _phrase_hit_by_song_length(methods, names, r0)
     if _any(methods, "genre"):
         g = _first_with(methods, "genre")
         if "balanced_knn_accuracy" in g:
@@ -471,3 +472,24 @@ def _tempo_note(known: float | None) -> str:
         return (" No phrase has its song's tempo (a store ingested before tempi were kept, or a phrase file):"
                 " the model searches without it; re-ingest for its full quality.")
     return f" {known:.0%} of the phrases have their song's tempo (the model's search reads it; the baselines do not)."
+
+
+#: the alterations with a phrase-first target
+PHRASE_TARGET_ALTERATIONS = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar")
+
+
+def _phrase_hit_by_song_length(methods: dict, names: list, r0: dict) -> list[str]:
+    """The phrase Hit@1 of the alterations with a phrase-first target, per length of the query's
+    song: where a method's phrase-level misses come from (a long song holds more near-repeats)."""
+    from midivae.evaluate.tasks import SONG_LENGTH_GROUPS, song_length_label
+
+    labels = [song_length_label(lo, hi) for lo, hi in SONG_LENGTH_GROUPS]
+    present = [a for a in PHRASE_TARGET_ALTERATIONS if any(f"{a}/n_in_songs_{lb}" in r0 for lb in labels)]
+    if not present:
+        return []
+    header = ["method"] + [f"{a}, songs of {lb} phrases" for a in present for lb in labels]
+    rows = [[n] + [methods[n]["robustness"].get(f"{a}/phrase_hit1_in_songs_{lb}") for a in present for lb in labels]
+            for n in names if methods[n].get("robustness")]
+    counts = "; ".join(f"{a}: " + ", ".join(f"{r0.get(f'{a}/n_in_songs_{lb}', 0):,}" for lb in labels) for a in present)
+    return ["**Phrase Hit@1 by the length of the query's song** (a long song holds more near-repeats of a phrase, "
+            f"the phrase-level misses' main source; queries per group: {counts})", "", _table(header, rows), ""]

@@ -39,6 +39,13 @@ QUERY_CHUNK = 256
 ORIGINAL_PROTOCOL_SONGS = 1086
 #: Any-key search costs 12 searches per query: it runs on this many of the robustness queries.
 ANY_KEY_QUERIES = 500
+#: phrases in the query's song: the robustness task's phrase Hit@1 is also given per group, since a
+#: long song holds more near-repeats of a phrase (docs/model_selection.md, "Note lengths in the landmarks")
+SONG_LENGTH_GROUPS: tuple[tuple[int, int | None], ...] = ((0, 20), (20, 30), (30, None))
+
+
+def song_length_label(lo: int, hi: int | None) -> str:
+    return f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
 
 
 def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch: int = 256):
@@ -277,7 +284,8 @@ def robustness(
     """Index every phrase; query with altered copies of ``n_queries`` sampled phrases.
 
     Per alteration: Hit@1 of the original phrase (exact copies of it count as the same answer)
-    and of the right song (min distance over its phrases). Queries the alteration leaves
+    and of the right song (min distance over its phrases); the phrase Hit@1 also per length of the
+    query's song (:data:`SONG_LENGTH_GROUPS`). Queries the alteration leaves
     unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
     transpositions of the altered phrase and keeps each candidate's best distance, on the first
     ``any_key_queries`` kept queries (12x the search cost; None: all of them).
@@ -293,6 +301,7 @@ def robustness(
     vecs = embed_flat(emb, flat) if vectors is None else vectors
     index = emb.prepare(vecs)
     rows = queries.rows
+    song_sizes = np.bincount(flat.song, minlength=len(songs))
     dup_q, dup_c = _duplicate_mask_pairs(flat, rows)
     out: dict[str, float] = {"n_sampled": int(len(rows)), "n_index": int(len(flat)), "n_songs": len(songs),
                              "chance_song_hit1": 1.0 / len(songs)}
@@ -325,6 +334,13 @@ def robustness(
                 row_ak.append(r1)
             bar.update(len(s0.closer))
         got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum())}
+        phrase_hits, n_phrases = _concat(row_st).hit(1), song_sizes[flat.song[kept_rows]]
+        for lo, hi in SONG_LENGTH_GROUPS:  # where the phrase-level misses come from
+            group = (n_phrases >= lo) & (n_phrases < (hi if hi is not None else np.inf))
+            label = song_length_label(lo, hi)
+            got[f"{name}/n_in_songs_{label}"] = int(group.sum())
+            if group.any():
+                got[f"{name}/phrase_hit1_in_songs_{label}"] = float(phrase_hits[group].mean())
         parts = [("song_hit1", song_st), ("phrase_hit1", row_st)]
         if song_ak:
             got[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
