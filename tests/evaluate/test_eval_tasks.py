@@ -404,6 +404,15 @@ def test_cost_reports_dims_and_speed(songs):
     c = tasks.cost(songs, baselines.chroma(), n_encode=16, n_queries=3)
     assert c["dims"] == 240 and c["bytes_per_phrase"] == 960
     assert c["encode_phrases_per_s"] > 0 and c["query_ms"] > 0
+    assert "speedup_vs_raw_dense" not in c
+
+
+def test_paired_cost_times_the_raw_dense_scan_beside_the_query(songs, monkeypatch):
+    monkeypatch.setattr(tasks, "TIMING_MIN_SECONDS", 0.0)
+    c = tasks.cost(songs, baselines.chroma(), n_encode=16, n_queries=3, paired=True)
+    assert c["query_ms_paired"] > 0 and c["raw_dense_ms_paired"] > 0
+    assert c["speedup_vs_raw_dense"] == pytest.approx(c["raw_dense_ms_paired"] / c["query_ms_paired"])
+    assert (c["paired_rounds"], c["paired_dense_queries"]) == (tasks.PAIRED_ROUNDS, tasks.PAIRED_DENSE_QUERIES)
 
 
 class LinearModel:

@@ -163,7 +163,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
             "genre": lambda: T.genre_consistency(songs, emb, labels=labels, seed=cfg.seed,
                                                  vectors=_song_subset_vectors(songs, vecs, labels)),
             "versions": lambda: T.version_identification(versions, emb),
-            "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed),
+            "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed, paired=emb.kind == "model"),
         }
         task_seconds = {"encoding": time.perf_counter() - t_m}
         for task, step in steps.items():

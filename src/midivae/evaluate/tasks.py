@@ -732,6 +732,46 @@ def dense_scan_ms(index: Prepared, queries: Prepared, n_queries: int = 20) -> fl
         return _fastest_layout(timed) * 1000 * len(index) / rows
 
 
+#: rounds of (method's query timing, raw dense scan timing) in alternation, and the queries the
+#: raw scan is timed on (each ~25 ms over its 1,000 sampled rows)
+PAIRED_ROUNDS = 3
+PAIRED_DENSE_QUERIES = 5
+
+
+def raw_dense_scan_ms(flat: Flat, query_phrases: np.ndarray, n_queries: int = PAIRED_DENSE_QUERIES) -> float:
+    """The raw-pianoroll cosine baseline's dense scan (unit float32 rows of 80,640 cells, as
+    :func:`dense_scan_ms` times it for that row) over ``flat``, on ``query_phrases``: the
+    reference a model's query time is divided by, timed beside it (:func:`paired_query_ms`)."""
+    rows = min(DENSE_SAMPLE_ROWS, len(flat))
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1).astype(np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    x = unit(unpack(flat.packed[:rows]))
+    qs = list(unit(np.asarray(query_phrases[:n_queries])))
+    k = min(QUERY_K, rows)
+
+    def timed(column_major: bool) -> float:
+        scan = ExactScan.of(x, np.ones(rows, np.float32), "cosine", column_major)
+        return _seconds_per_call(lambda i: scan.top_k(qs[i], k), len(qs))
+
+    with one_blas_thread():
+        return _fastest_layout(timed) * 1000 * len(flat) / rows
+
+
+def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, query_phrases: np.ndarray,
+                    rounds: int = PAIRED_ROUNDS) -> tuple[float, float]:
+    """(query ms, raw dense scan ms), each the fastest of ``rounds`` timings taken in alternation:
+    both meet the same machine, so their ratio does not depend on what else ran on it meanwhile
+    (timed apart, in one report's method after another, the ratio moved by 2x)."""
+    query, dense = float("inf"), float("inf")
+    for _ in range(rounds):
+        query = min(query, query_seconds(index, queries, k) * 1000)
+        dense = min(dense, raw_dense_scan_ms(flat, query_phrases))
+    return query, dense
+
+
 def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
     """Seconds per single-query top-k search on one thread: the :class:`ExactScan` of the dense
     vectors (two-stage vectors: :func:`two_stage_top_k`), a scipy sparse product for sparse ones."""
@@ -774,8 +814,11 @@ def cost(
     n_queries: int = 100,
     vectors=None,
     seed: int = 0,
+    paired: bool = False,
 ) -> dict[str, float]:
-    """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query.
+    """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query; with
+    ``paired``, the query time and the raw-pianoroll dense scan's timed in alternation
+    (:func:`paired_query_ms`: ``query_ms_paired``, ``raw_dense_ms_paired``, ``speedup_vs_raw_dense``).
 
     Query time: one query at a time, top-``QUERY_K`` phrases over every phrase of ``songs`` on one
     thread, mean over ``n_queries`` queries in the fastest of at least ``TIMING_REPEATS`` passes
@@ -799,10 +842,15 @@ def cost(
     vecs = embed_flat(emb, flat) if vectors is None else vectors
     index = emb.prepare(vecs)
     qv = emb.prepare(embed_phrases(emb, phrases[:n_queries], flat.tempo[rows[:n_queries]]))
-    seconds = query_seconds(index, qv, k=min(QUERY_K, len(flat)))
+    k = min(QUERY_K, len(flat))
+    seconds = query_seconds(index, qv, k=k)
     extra = {}
     if hasattr(index.vectors, "toarray"):
         extra["query_ms_dense"] = dense_scan_ms(index, qv)
+    if paired:
+        query_ms, dense_ms = paired_query_ms(index, qv, k, flat, phrases)
+        extra.update(query_ms_paired=query_ms, raw_dense_ms_paired=dense_ms, speedup_vs_raw_dense=dense_ms / query_ms,
+                     paired_rounds=PAIRED_ROUNDS, paired_dense_queries=PAIRED_DENSE_QUERIES)
     return {
         **extra,
         "dims": int(emb.dims),
