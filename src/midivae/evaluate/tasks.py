@@ -738,26 +738,28 @@ PAIRED_ROUNDS = 3
 PAIRED_DENSE_QUERIES = 5
 
 
-def raw_dense_scan_ms(flat: Flat, query_phrases: np.ndarray, n_queries: int = PAIRED_DENSE_QUERIES) -> float:
-    """The raw-pianoroll cosine baseline's dense scan (unit float32 rows of 80,640 cells, as
-    :func:`dense_scan_ms` times it for that row) over ``flat``, on ``query_phrases``: the
-    reference a model's query time is divided by, timed beside it (:func:`paired_query_ms`)."""
-    rows = min(DENSE_SAMPLE_ROWS, len(flat))
-
+def raw_dense_rows(flat: Flat, query_phrases: np.ndarray,
+                   n_queries: int = PAIRED_DENSE_QUERIES) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The raw-pianoroll cosine baseline's vectors as its dense scan reads them (unit float32
+    rows of 80,640 cells): up to ``DENSE_SAMPLE_ROWS`` rows of ``flat``, and the queries."""
     def unit(x: np.ndarray) -> np.ndarray:
         x = x.reshape(len(x), -1).astype(np.float32)
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    x = unit(unpack(flat.packed[:rows]))
-    qs = list(unit(np.asarray(query_phrases[:n_queries])))
-    k = min(QUERY_K, rows)
+    return unit(unpack(flat.packed[: min(DENSE_SAMPLE_ROWS, len(flat))])), list(unit(np.asarray(query_phrases[:n_queries])))
+
+
+def raw_dense_scan_ms(rows: np.ndarray, queries: list[np.ndarray], n_index: int) -> float:
+    """ms per query of the dense scan of :func:`raw_dense_rows` (as :func:`dense_scan_ms` times it
+    for the raw_cosine row), scaled from its rows to an index of ``n_index`` phrases."""
+    k = min(QUERY_K, len(rows))
 
     def timed(column_major: bool) -> float:
-        scan = ExactScan.of(x, np.ones(rows, np.float32), "cosine", column_major)
-        return _seconds_per_call(lambda i: scan.top_k(qs[i], k), len(qs))
+        scan = ExactScan.of(rows, np.ones(len(rows), np.float32), "cosine", column_major)
+        return _seconds_per_call(lambda i: scan.top_k(queries[i], k), len(queries))
 
     with one_blas_thread():
-        return _fastest_layout(timed) * 1000 * len(flat) / rows
+        return _fastest_layout(timed) * 1000 * n_index / len(rows)
 
 
 def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, query_phrases: np.ndarray,
@@ -765,10 +767,11 @@ def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, quer
     """(query ms, raw dense scan ms), each the fastest of ``rounds`` timings taken in alternation:
     both meet the same machine, so their ratio does not depend on what else ran on it meanwhile
     (timed apart, in one report's method after another, the ratio moved by 2x)."""
+    raw_rows, raw_queries = raw_dense_rows(flat, query_phrases)
     query, dense = float("inf"), float("inf")
     for _ in range(rounds):
         query = min(query, query_seconds(index, queries, k) * 1000)
-        dense = min(dense, raw_dense_scan_ms(flat, query_phrases))
+        dense = min(dense, raw_dense_scan_ms(raw_rows, raw_queries, len(flat)))
     return query, dense
 
 
@@ -817,7 +820,7 @@ def cost(
     paired: bool = False,
 ) -> dict[str, float]:
     """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query; with
-    ``paired``, the query time and the raw-pianoroll dense scan's timed in alternation
+    ``paired``, the query and the raw-pianoroll dense scan also timed in alternation
     (:func:`paired_query_ms`: ``query_ms_paired``, ``raw_dense_ms_paired``, ``speedup_vs_raw_dense``).
 
     Query time: one query at a time, top-``QUERY_K`` phrases over every phrase of ``songs`` on one
