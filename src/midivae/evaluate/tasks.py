@@ -722,14 +722,20 @@ def dense_scan_ms(index: Prepared, queries: Prepared, n_queries: int = 20) -> fl
     rows = min(DENSE_SAMPLE_ROWS, len(index))
     x = np.asarray(index.vectors[:rows].toarray(), dtype=np.float32)
     qs = [np.asarray(queries.vectors[i].toarray(), dtype=np.float32).ravel() for i in range(min(n_queries, len(queries)))]
-    k = min(QUERY_K, rows)
+    return _scan_ms(x, index.sq_norms[:rows], index.distance, qs, len(index))
+
+
+def _scan_ms(rows: np.ndarray, sq_norms: np.ndarray, distance: str, queries: list[np.ndarray], n_index: int) -> float:
+    """ms per query of the :class:`ExactScan` of dense ``rows`` (the faster layout, one BLAS
+    thread), scaled linearly from its rows to an index of ``n_index`` phrases."""
+    k = min(QUERY_K, len(rows))
 
     def timed(column_major: bool) -> float:
-        scan = ExactScan.of(x, index.sq_norms[:rows], index.distance, column_major)
-        return _seconds_per_call(lambda i: scan.top_k(qs[i], k), len(qs))
+        scan = ExactScan.of(rows, sq_norms, distance, column_major)
+        return _seconds_per_call(lambda i: scan.top_k(queries[i], k), len(queries))
 
     with one_blas_thread():
-        return _fastest_layout(timed) * 1000 * len(index) / rows
+        return _fastest_layout(timed) * 1000 * n_index / len(rows)
 
 
 #: rounds of (method's query timing, raw dense scan timing) in alternation, and the queries the
@@ -740,26 +746,14 @@ PAIRED_DENSE_QUERIES = 5
 
 def raw_dense_rows(flat: Flat, query_phrases: np.ndarray,
                    n_queries: int = PAIRED_DENSE_QUERIES) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The raw-pianoroll cosine baseline's vectors as its dense scan reads them (unit float32
-    rows of 80,640 cells): up to ``DENSE_SAMPLE_ROWS`` rows of ``flat``, and the queries."""
+    """The raw-pianoroll cosine baseline's vectors as :func:`dense_scan_ms` scans them for that
+    row (unit float32 rows of 80,640 cells): up to ``DENSE_SAMPLE_ROWS`` rows of ``flat``, and the
+    queries."""
     def unit(x: np.ndarray) -> np.ndarray:
         x = x.reshape(len(x), -1).astype(np.float32)
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     return unit(unpack(flat.packed[: min(DENSE_SAMPLE_ROWS, len(flat))])), list(unit(np.asarray(query_phrases[:n_queries])))
-
-
-def raw_dense_scan_ms(rows: np.ndarray, queries: list[np.ndarray], n_index: int) -> float:
-    """ms per query of the dense scan of :func:`raw_dense_rows` (as :func:`dense_scan_ms` times it
-    for the raw_cosine row), scaled from its rows to an index of ``n_index`` phrases."""
-    k = min(QUERY_K, len(rows))
-
-    def timed(column_major: bool) -> float:
-        scan = ExactScan.of(rows, np.ones(len(rows), np.float32), "cosine", column_major)
-        return _seconds_per_call(lambda i: scan.top_k(queries[i], k), len(queries))
-
-    with one_blas_thread():
-        return _fastest_layout(timed) * 1000 * n_index / len(rows)
 
 
 def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, query_phrases: np.ndarray,
@@ -771,7 +765,7 @@ def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, quer
     query, dense = float("inf"), float("inf")
     for _ in range(rounds):
         query = min(query, query_seconds(index, queries, k) * 1000)
-        dense = min(dense, raw_dense_scan_ms(raw_rows, raw_queries, len(flat)))
+        dense = min(dense, _scan_ms(raw_rows, np.ones(len(raw_rows), np.float32), "cosine", raw_queries, len(flat)))
     return query, dense
 
 
