@@ -61,7 +61,8 @@ class Phrases:
     """The non-empty 4-bar phrases of a song and the bar each one starts on.
 
     Bar offsets count 4-beat bars (STEPS_PER_BAR steps) from the start of the song; ``tempo`` is
-    the song's (first) tempo in BPM, NaN where unknown (a search head may read it).
+    the song's tempo in BPM (the one most of it plays at: :func:`main_tempo`), NaN where unknown
+    (a search head may read it).
     """
 
     phrases: np.ndarray  # (n, *PHRASE_SHAPE) bool

@@ -23,10 +23,9 @@ import numpy as np
 from midivae.constants import MIDI_SUFFIXES
 from midivae.data.store import SongRecord, SplitConfig, StoreWriter, note_counts, pack, track_masks
 from midivae.errors import InvalidInputError, MidiVaeError, NotFoundError
-from midivae.song import known_tempo
 from midivae.io.lpd import read_lpd
 from midivae.io.midi import read_midi
-from midivae.song import cut_phrases
+from midivae.song import cut_phrases, known_tempo
 
 MSD_ID = re.compile(r"^TR[A-Z0-9]{16}$")
 COMMIT_EVERY_FILES = 64
@@ -264,7 +263,8 @@ def ingest(
 
 
 def _read_tempo(args: tuple[str, bool]) -> float:
-    """A file's tempo as ingest keeps it (the reader's first tempo); NaN if it cannot be read now."""
+    """A file's tempo as ingest keeps it (the reader's main tempo, midivae.song.main_tempo); NaN if
+    it cannot be read now."""
     path, allow_any_meter = args
     try:
         return read_lpd(path).tempo if path.lower().endswith(".npz") else read_midi(path, allow_any_meter=allow_any_meter).tempo

@@ -249,7 +249,7 @@ class SongRecord:
     phrase_hashes: tuple[str, ...]
     track_masks: np.ndarray
     n_notes: np.ndarray
-    tempo: float = float("nan")  # the song's (first) tempo in BPM; NaN: unknown (a MuseGAN phrase file)
+    tempo: float = float("nan")  # the song's main tempo in BPM; NaN: unknown (a MuseGAN phrase file)
 
 
 class StoreWriter:
