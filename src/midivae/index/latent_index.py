@@ -90,7 +90,7 @@ class LatentIndex:
         self.signature_dims, self.fp_weight, self.song_dims = lay.signature_dims, lay.fp_weight, lay.song_dims
         self._table: PhraseTable | None = None
         self._by_vid: tuple[np.ndarray, np.ndarray] | None = None
-        self._tempi: dict[int, float] | None = None
+        self._tempi: tuple[np.ndarray, np.ndarray] | None = None  # (sorted song keys, their BPM)
 
     @classmethod
     def open(cls, path: Path, retries: int = 5) -> LatentIndex:
@@ -156,11 +156,22 @@ class LatentIndex:
             raise VectorIndexError(f"{self.path}: vector ids missing from the catalogue")
         return keys[pos]
 
-    def song_tempi(self, keys: np.ndarray) -> np.ndarray:
-        """Tempo (BPM) of each song key; NaN where unknown."""
+    def _known_tempi(self) -> tuple[np.ndarray, np.ndarray]:
+        """The catalogue's known tempi as (sorted song keys, BPM), read once."""
         if self._tempi is None:
-            self._tempi = self.catalogue.song_tempi()
-        return np.array([self._tempi.get(int(k), np.nan) for k in np.asarray(keys).ravel()], dtype=np.float64)
+            known = sorted(self.catalogue.song_tempi().items())
+            self._tempi = (np.array([k for k, _ in known], dtype=np.int64), np.array([v for _, v in known], dtype=np.float64))
+        return self._tempi
+
+    def song_tempi(self, keys: np.ndarray) -> np.ndarray:
+        """Tempo (BPM) of each song key; NaN where unknown (a search scores a few hundred candidate
+        songs per query: one searchsorted, no lookup per song)."""
+        known, bpm = self._known_tempi()
+        keys = np.asarray(keys, dtype=np.int64).ravel()
+        if not len(known):
+            return np.full(len(keys), np.nan)
+        pos = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        return np.where(known[pos] == keys, bpm[pos], np.nan)
 
     def song_vectors(self) -> tuple[list[str], np.ndarray]:
         """Every song id with its song-level vector (mean of its phrase vectors; see song_vector)."""
@@ -193,7 +204,7 @@ class LatentIndex:
             created_at=self.meta.get("created_at", ""), disk_bytes=disk, vector_dims=self.latent_dim,
             coarse_dims=self.coarse_dims,
             shortlist=self.shortlist, search_id=self.search_id, song_dims=self.song_dims,
-            tempo_weight=self.layout.tempo_weight, songs_with_tempo=len(self.catalogue.song_tempi()))
+            tempo_weight=self.layout.tempo_weight, songs_with_tempo=len(self._known_tempi()[0]))
 
     def close(self) -> None:
         self.catalogue.close()
