@@ -45,6 +45,26 @@ def test_original_protocol_uses_sampling(make_songs):
     assert tasks.original_protocol(songs, noisy)["top1"] < 0.3
 
 
+def test_original_protocol_encodes_in_chunks_with_the_same_draws(make_songs):
+    """Sampled encodings go through the model a chunk at a time (bounded memory), drawing the
+    same noise as one call over every song would."""
+    songs = make_songs(tasks.QUERY_CHUNK + 44)
+    sizes: list[int] = []
+
+    def sample(ph, rng):
+        sizes.append(len(ph))
+        return rng.standard_normal((len(ph), 8)).astype(np.float32)
+
+    first = np.stack([s.phrases[0] for s in songs])
+    whole = sample(first, np.random.default_rng(3))
+    sizes.clear()
+    emb = Embedding("noisy", identity, "euclidean", 8, 32, sample=sample)
+    packed = np.stack([s.packed[0] for s in songs])
+    chunked = tasks._sampled_in_chunks(emb, packed, np.random.default_rng(3), np.full(len(songs), np.nan))
+    assert sizes == [tasks.QUERY_CHUNK, 44]
+    np.testing.assert_array_equal(chunked, whole)
+
+
 def test_robustness_identity_and_constant(make_songs):
     songs = make_songs(10, half=3, seed=2)
     r = tasks.robustness(songs, identity, "euclidean", n_queries=30, any_key_queries=10)
