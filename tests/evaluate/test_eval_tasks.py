@@ -65,6 +65,34 @@ def test_original_protocol_encodes_in_chunks_with_the_same_draws(make_songs):
     np.testing.assert_array_equal(chunked, whole)
 
 
+def _copies_brute_force(flat, rows):
+    pairs = [(qi, o) for qi, r in enumerate(rows) for o in range(len(flat))
+             if o != r and (flat.packed[o] == flat.packed[r]).all()]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "every-hash-equal"])
+def test_exact_copies_of_queries_found_by_hash_and_confirmed(make_songs, monkeypatch, collide):
+    """The copies a phrase-level ranking masks are exactly the byte-equal phrases, also when
+    every hash collides (hashes only narrow the search)."""
+    songs = make_songs(8, half=3, seed=4)  # each song holds its phrases twice
+    flat = tasks.flatten(songs)
+    rows = np.array([0, 4, 7, 20, 47])
+    if collide:
+        monkeypatch.setattr(tasks, "_row_hashes", lambda packed: np.zeros(len(packed), np.uint64))
+    qs, cols = tasks._duplicate_mask_pairs(flat, rows)
+    want_qs, want_cols = _copies_brute_force(flat, rows)
+    assert qs.tolist() == want_qs and cols.tolist() == want_cols
+    assert len(want_qs) == len(rows)  # one copy each
+
+
+def test_row_hashes_tell_phrases_apart(make_songs):
+    flat = tasks.flatten(make_songs(8, half=3, seed=4))
+    h = tasks._row_hashes(flat.packed)
+    assert h.dtype == np.uint64 and len(np.unique(h)) == len(flat) // 2  # every phrase twice
+    np.testing.assert_array_equal(tasks._row_hashes(flat.packed, chunk=5), h)
+
+
 def test_robustness_identity_and_constant(make_songs):
     songs = make_songs(10, half=3, seed=2)
     r = tasks.robustness(songs, identity, "euclidean", n_queries=30, any_key_queries=10)

@@ -57,6 +57,26 @@ def test_ranking_tasks_do_not_depend_on_threads(make_songs, monkeypatch, method)
     assert results[0][0]["n_queries"] == 10
 
 
+def test_chunks_shrink_on_large_collections_without_changing_results(make_songs, monkeypatch):
+    assert tasks.query_chunk(10_000) == tasks.QUERY_CHUNK == 256
+    assert tasks.query_chunk(300_000) == tasks.CHUNK_CELLS // 300_000 < 256
+    assert tasks.query_chunk(10**9) == 16
+    emb = _projection()
+    songs = make_songs(10, half=3, seed=6)
+    rng = np.random.default_rng(6)
+    files = list(songs) + [SongPhrases.from_phrases(s.song_id + "_v2", s.phrases & (rng.random(s.phrases.shape) > 0.2))
+                           for s in songs[:5]]
+    versions = VersionSet(files, [s.song_id for s in songs] + [s.song_id for s in songs[:5]])
+
+    def run():
+        return (tasks.version_identification(versions, emb), tasks.excerpt_retrieval(songs, emb),
+                tasks.robustness(songs, emb, n_queries=40, any_key_queries=20))
+
+    whole = run()
+    monkeypatch.setattr(tasks, "CHUNK_CELLS", 1)  # 16 query rows a chunk: several per task
+    assert run() == whole
+
+
 def test_progress_bar_only_under_a_label(capsys):
     from midivae.evaluate.parallel import progress
 

@@ -36,6 +36,15 @@ from midivae.evaluate.metrics import (
 from midivae.evaluate.parallel import map_chunks, one_blas_thread, progress_bar
 
 QUERY_CHUNK = 256
+#: cells (query rows x collection phrases) of one chunk's distance matrix: 2**23, 64 MB in float64.
+#: Up to 32,768 phrases a chunk holds QUERY_CHUNK queries, beyond that fewer, so what a chunk holds
+#: (several such matrices, in each thread) stays bounded on a large collection.
+CHUNK_CELLS = 1 << 23
+
+
+def query_chunk(n_columns: int) -> int:
+    """Query rows per chunk against ``n_columns`` phrases (see :data:`CHUNK_CELLS`)."""
+    return min(QUERY_CHUNK, max(16, CHUNK_CELLS // max(1, n_columns)))
 ORIGINAL_PROTOCOL_SONGS = 1086
 #: Any-key search costs 12 searches per query: it runs on this many of the robustness queries.
 ANY_KEY_QUERIES = 500
@@ -84,7 +93,7 @@ def _song_ranks(
         song = rank_of_target(group_min(d, starts), target_song[at], tol)
         return song, (rank_of_target(d, target_row[at], tol) if target_row is not None else None)
 
-    stats = map_chunks(ranks, len(queries), QUERY_CHUNK)
+    stats = map_chunks(ranks, len(queries), query_chunk(len(index)))
     out = {"song": _concat([s for s, _ in stats])}
     if target_row is not None:
         out["phrase"] = _concat([r for _, r in stats])
@@ -218,18 +227,35 @@ def _previous_rows(flat: Flat) -> np.ndarray:
     return np.where(ok, prev, -1)
 
 
+def _row_hashes(packed: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """A 64-bit hash of each packed phrase (equal phrases, equal hashes): the sum of its 64-bit
+    words times fixed odd multipliers, wrapping, a chunk of rows at a time."""
+    n_words = packed.shape[1] // 8
+    mult = np.random.default_rng(0xD0B1E).integers(1, 1 << 63, n_words, dtype=np.uint64) | np.uint64(1)
+    out = np.empty(len(packed), np.uint64)
+    for a in range(0, len(packed), chunk):
+        words = np.ascontiguousarray(packed[a : a + chunk, : 8 * n_words]).view(np.uint64)
+        out[a : a + chunk] = (words * mult).sum(axis=1, dtype=np.uint64)
+    return out
+
+
 def _duplicate_mask_pairs(flat: Flat, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(query position, index row) pairs of exact copies of each query's original phrase, other
     than the original itself: an exact copy is the same answer, so it is masked out of the
-    phrase-level ranking rather than allowed to tie with the original."""
-    keys = [bytes(r) for r in flat.packed]
-    groups: dict[bytes, list[int]] = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
+    phrase-level ranking rather than allowed to tie with the original.
+
+    Rows are matched by hash and confirmed byte for byte (a bytes copy of every phrase held the
+    whole collection a second time: ~10 KB per phrase, in each method's robustness task)."""
+    hashes = _row_hashes(flat.packed)
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    lo = np.searchsorted(sorted_hashes, hashes[rows], "left")
+    hi = np.searchsorted(sorted_hashes, hashes[rows], "right")
     qs, cols = [], []
-    for qi, r in enumerate(rows):
-        for other in groups[keys[r]]:
-            if other != r:
+    for qi in np.nonzero(hi - lo > 1)[0]:  # only queries whose hash another phrase shares
+        r = rows[qi]
+        for other in order[lo[qi] : hi[qi]]:
+            if other != r and np.array_equal(flat.packed[other], flat.packed[r]):
                 qs.append(qi)
                 cols.append(other)
     return np.asarray(qs, dtype=np.int64), np.asarray(cols, dtype=np.int64)
@@ -318,9 +344,10 @@ def robustness(
         kept_rows = rows[keep]
         qpos_all = np.nonzero(keep)[0]
         song_st, row_st, song_ak, row_ak = [], [], [], []
-        for a in range(0, len(kept_rows), QUERY_CHUNK):
-            altered = unpack(queries.packed[name][a : a + QUERY_CHUNK])
-            target, qpos = kept_rows[a : a + QUERY_CHUNK], qpos_all[a : a + QUERY_CHUNK]
+        step = query_chunk(len(flat))
+        for a in range(0, len(kept_rows), step):
+            altered = unpack(queries.packed[name][a : a + step])
+            target, qpos = kept_rows[a : a + step], qpos_all[a : a + step]
             tempo = flat.tempo[target]  # an alteration of the notes keeps the song's tempo
             q = emb.prepare(embed_phrases(emb, altered, tempo))
             d = pairwise(q, index)
@@ -520,7 +547,7 @@ def version_identification(
         tol_rows[at] = tie_tolerance(q, space)
 
     for query_space, space, positions in spaces:
-        map_chunks(partial(nearest, query_space, space, positions), len(positions), QUERY_CHUNK)
+        map_chunks(partial(nearest, query_space, space, positions), len(positions), query_chunk(len(flat)))
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
     file_d = query_mean(near, qstarts, qlen, trim)  # (query files, files)
     if staged:
