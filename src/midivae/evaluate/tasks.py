@@ -45,6 +45,8 @@ CHUNK_CELLS = 1 << 23
 def query_chunk(n_columns: int) -> int:
     """Query rows per chunk against ``n_columns`` phrases (see :data:`CHUNK_CELLS`)."""
     return min(QUERY_CHUNK, max(16, CHUNK_CELLS // max(1, n_columns)))
+
+
 ORIGINAL_PROTOCOL_SONGS = 1086
 #: Any-key search costs 12 searches per query: it runs on this many of the robustness queries.
 ANY_KEY_QUERIES = 500
