@@ -1,5 +1,7 @@
 """Query chunks on several threads give exactly the results of one thread."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -68,9 +70,13 @@ def test_chunks_shrink_on_large_collections_without_changing_results(make_songs,
                            for s in songs[:5]]
     versions = VersionSet(files, [s.song_id for s in songs] + [s.song_id for s in songs[:5]])
 
+    euclidean = dataclasses.replace(emb, distance="euclidean")
+
     def run():
         return (tasks.version_identification(versions, emb), tasks.excerpt_retrieval(songs, emb),
-                tasks.robustness(songs, emb, n_queries=40, any_key_queries=20))
+                tasks.robustness(songs, emb, n_queries=40, any_key_queries=20),
+                tasks.version_identification(versions, emb, trim=0.34),
+                tasks.version_identification(versions, euclidean))
 
     whole = run()
     monkeypatch.setattr(tasks, "CHUNK_CELLS", 1)  # 16 query rows a chunk: several per task

@@ -518,53 +518,57 @@ def version_identification(
     # the files are searched in one space per query: a query file of several phrases in the space
     # the embedding searches several phrases in, where it has one (a model: without its song part)
     # (the candidates still come from the files' own coarse vectors, as the index finds them)
-    spaces = [(x, x, np.arange(len(qrows)))]
+    qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
+    spaces = [(x, x, np.arange(len(query_files)))]  # (query space, searched space, query file positions)
     if emb.several_embed is not None:
-        several = np.repeat(qlen > 1, qlen)
         x_several = emb.prepare(embed_flat(replace(emb, embed=emb.several_embed), flat))
-        spaces = [(x, x, np.nonzero(~several)[0]),
-                  (x_several, replace(x_several, coarse=x.coarse), np.nonzero(several)[0])]
-    # nearest-phrase distance of every query phrase to every file, in chunks of query phrases;
-    # two-stage: also by the coarse part, and whether the file is in the phrase's shortlist
-    near = np.empty((len(qrows), len(songs)))
+        spaces = [(x, x, np.nonzero(qlen == 1)[0]),
+                  (x_several, replace(x_several, coarse=x.coarse), np.nonzero(qlen > 1)[0])]
+    # per query file: its mean nearest-phrase distance to every file; two-stage: also by the coarse
+    # part, and whether the file is in any of its phrases' shortlists. Computed for a few whole
+    # query files at a time (a file's phrases are never split, so its mean is summed as over all
+    # rows at once), so no (query phrases x files) matrix is ever held whole.
+    file_d = np.empty((len(query_files), len(songs)))
     staged = x.coarse is not None  # the coarse part and the shortlists only matter then
-    near_coarse = np.empty_like(near) if staged else near
-    listed = np.zeros(near.shape, dtype=bool) if staged else None
-    tol_rows = np.empty(len(qrows))
+    rest = np.empty_like(file_d) if staged else None
+    candidate = np.zeros(file_d.shape, dtype=bool) if staged else None
+    tol = np.empty(len(query_files))
 
-    def nearest(query_space: Prepared, space: Prepared, positions: np.ndarray, part: np.ndarray) -> None:
-        at = positions[part]  # the rows of ``near`` (and the rest) this chunk fills
-        q = take(query_space, qrows[at])
+    def score_files(query_space: Prepared, space: Prepared, positions: np.ndarray, part: np.ndarray) -> None:
+        files = positions[part]
+        lens = qlen[files]
+        rows = np.concatenate([qrows[qstarts[f] : qstarts[f] + qlen[f]] for f in files])
+        local = np.concatenate([[0], np.cumsum(lens)[:-1]])
+        q = take(query_space, rows)
         stages = two_stage(q, space)
         if stages is None:
-            near[at] = group_min(pairwise(q, space), flat.starts)
-            if listed is not None:  # a shortlist as long as the index: every file listed
-                near_coarse[at] = near[at]
-                listed[at] = True
+            near = group_min(pairwise(q, space), flat.starts)
+            file_d[files] = query_mean(near, local, lens, trim)
+            if staged:  # a shortlist as long as the index: every file listed
+                rest[files] = file_d[files]
+                candidate[files] = True
         else:
             fine, rough, kept = stages
-            near[at] = group_min(fine, flat.starts)
-            near_coarse[at] = group_min(rough, flat.starts)
-            listed[at] = np.logical_or.reduceat(kept, flat.starts, axis=1)
-        tol_rows[at] = tie_tolerance(q, space)
+            file_d[files] = query_mean(group_min(fine, flat.starts), local, lens, trim)
+            rest[files] = query_mean(group_min(rough, flat.starts), local, lens, trim)
+            listed = np.logical_or.reduceat(kept, flat.starts, axis=1)
+            candidate[files] = np.logical_or.reduceat(listed, local, axis=0)
+        tol[files] = np.maximum.reduceat(tie_tolerance(q, space), local)
 
     for query_space, space, positions in spaces:
-        map_chunks(partial(nearest, query_space, space, positions), len(positions), query_chunk(len(flat)))
-    qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
-    file_d = query_mean(near, qstarts, qlen, trim)  # (query files, files)
+        if len(positions):
+            per = max(1, query_chunk(len(flat)) // int(np.ceil(qlen[positions].mean())))
+            map_chunks(partial(score_files, query_space, space, positions), len(positions), per)
     if staged:
         # as the index ranks songs: files in any query phrase's shortlist are scored exactly,
         # the rest come after them in coarse order
-        candidate = np.logical_or.reduceat(listed, qstarts, axis=0)
-        rest = query_mean(near_coarse, qstarts, qlen, trim) + past_fine(x, file_d)
-        file_d = np.where(candidate, file_d, rest)
+        file_d = np.where(candidate, file_d, rest + past_fine(x, file_d))
     if emb.tempo_weight:  # a query of several phrases, scored without the song part, gets the tempo term
         from midivae.search_space import tempo_term
 
         tempi = np.array([s.tempo for s in songs], dtype=np.float64)
         several_files = qlen > 1
         file_d[several_files] += tempo_term(tempi[query_files[several_files]], tempi, emb.tempo_weight)
-    tol = np.maximum.reduceat(tol_rows, qstarts)
     out = summarise(other_version_ranks(file_d, query_files, gid, ks, tol))
     out.update(n_files=len(songs), n_queries=int(len(query_files)), n_songs_with_versions=int((counts >= 2).sum()),
                chance_hit1=float(np.mean([(counts[gid[q]] - 1) / (len(songs) - 1) for q in query_files])))
