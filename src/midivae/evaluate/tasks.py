@@ -270,6 +270,9 @@ class AlteredQueries:
     rows: np.ndarray  # sampled index rows (sorted)
     kept: dict  # alteration -> bool mask over rows (False: the alteration changed nothing)
     packed: dict  # alteration -> packed altered phrases of the kept rows
+    #: (query position, row) of each exact copy of a sampled phrase elsewhere in the collection
+    #: (:func:`_duplicate_mask_pairs`): found once here, not in every method's robustness run
+    copies: tuple[np.ndarray, np.ndarray]
 
 
 def altered_queries(
@@ -301,7 +304,7 @@ def altered_queries(
             parts.append(pack(altered[keep]))
         kept[name] = np.concatenate(keeps)
         packed[name] = np.concatenate(parts)
-    return AlteredQueries(rows, kept, packed)
+    return AlteredQueries(rows, kept, packed, _duplicate_mask_pairs(flat, rows))
 
 
 def robustness(
@@ -338,7 +341,7 @@ def robustness(
     index = emb.prepare(vecs)
     rows = queries.rows
     song_sizes = np.bincount(flat.song, minlength=len(songs))
-    dup_q, dup_c = _duplicate_mask_pairs(flat, rows)
+    dup_q, dup_c = queries.copies
     out: dict[str, float] = {"n_sampled": int(len(rows)), "n_index": int(len(flat)), "n_songs": len(songs),
                              "chance_song_hit1": 1.0 / len(songs)}
 
