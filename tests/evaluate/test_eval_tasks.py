@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from midivae.evaluate import baselines, tasks
+from midivae.evaluate.data import SongPhrases
 from midivae.evaluate.embedding import Embedding
 
 
@@ -84,6 +85,16 @@ def test_exact_copies_of_queries_found_by_hash_and_confirmed(make_songs, monkeyp
     want_qs, want_cols = _copies_brute_force(flat, rows)
     assert qs.tolist() == want_qs and cols.tolist() == want_cols
     assert len(want_qs) == len(rows)  # one copy each
+
+
+def test_copies_in_songs_added_after_the_sampled_ones_still_count_as_the_answer(make_songs):
+    """Queries sampled from the first songs, searched among them and more songs after them (an
+    experiment's distractors): a copy of the original in the added songs is the same answer."""
+    songs = make_songs(6, half=3, seed=1)
+    queries = tasks.altered_queries(songs, 12, ["drop_20pct_notes"], seed=0)
+    twin = SongPhrases.from_phrases("twin", songs[0].phrases)
+    r = tasks.robustness(songs + [twin], identity, "euclidean", queries=queries, any_key=False)
+    assert r["drop_20pct_notes/phrase_hit1"] == 1.0
 
 
 def test_row_hashes_tell_phrases_apart(make_songs):

@@ -271,8 +271,10 @@ class AlteredQueries:
     kept: dict  # alteration -> bool mask over rows (False: the alteration changed nothing)
     packed: dict  # alteration -> packed altered phrases of the kept rows
     #: (query position, row) of each exact copy of a sampled phrase elsewhere in the collection
-    #: (:func:`_duplicate_mask_pairs`): found once here, not in every method's robustness run
+    #: (:func:`_duplicate_mask_pairs`) of ``n_index`` phrases it was sampled from: found once here,
+    #: not in every method's robustness run
     copies: tuple[np.ndarray, np.ndarray]
+    n_index: int
 
 
 def altered_queries(
@@ -304,7 +306,7 @@ def altered_queries(
             parts.append(pack(altered[keep]))
         kept[name] = np.concatenate(keeps)
         packed[name] = np.concatenate(parts)
-    return AlteredQueries(rows, kept, packed, _duplicate_mask_pairs(flat, rows))
+    return AlteredQueries(rows, kept, packed, _duplicate_mask_pairs(flat, rows), len(flat))
 
 
 def robustness(
@@ -341,7 +343,9 @@ def robustness(
     index = emb.prepare(vecs)
     rows = queries.rows
     song_sizes = np.bincount(flat.song, minlength=len(songs))
-    dup_q, dup_c = queries.copies
+    # queries sampled from this collection carry their copies; from its first songs only (an
+    # experiment adding distractors after them), the copies are looked up in all of it
+    dup_q, dup_c = queries.copies if queries.n_index == len(flat) else _duplicate_mask_pairs(flat, rows)
     out: dict[str, float] = {"n_sampled": int(len(rows)), "n_index": int(len(flat)), "n_songs": len(songs),
                              "chance_song_hit1": 1.0 / len(songs)}
 
