@@ -103,7 +103,8 @@ def install(store: Path) -> None:
                 TEMPO[_key(r)] = tempi[kept_songs[flat.song[row]].song_id]
         return q
 
-    T.altered_queries = altered_queries
+    T.altered.altered_queries = altered_queries  # the one robustness() builds its queries with
+    T.altered_queries = altered_queries  # the one song_projection.py calls
     orig_load = V.load_versions
 
     def load_versions(folder, csv_path=None):

@@ -51,7 +51,7 @@ def lpd_dir() -> Path:
 @pytest.fixture(autouse=True)
 def quick_timing(monkeypatch):
     """The cost task's timings are not what these tests check: five passes, not a second of them."""
-    monkeypatch.setattr("midivae.evaluate.tasks.TIMING_MIN_SECONDS", 0.0)
+    monkeypatch.setattr("midivae.evaluate.tasks.timing.TIMING_MIN_SECONDS", 0.0)
 
 
 @pytest.fixture

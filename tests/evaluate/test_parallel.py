@@ -44,7 +44,7 @@ def _projection(dims: int = 12, seed: int = 0):
 
 @pytest.mark.parametrize("method", ["raw_cosine", "projection"])
 def test_ranking_tasks_do_not_depend_on_threads(make_songs, monkeypatch, method):
-    monkeypatch.setattr(tasks, "QUERY_CHUNK", 4)  # several chunks per task
+    monkeypatch.setattr(tasks.chunks, "QUERY_CHUNK", 4)  # several chunks per task
     emb = baselines.make_baselines([], 8, ["raw_cosine"])[0] if method == "raw_cosine" else _projection()
     songs = make_songs(10, half=3, seed=5)
     rng = np.random.default_rng(5)
@@ -79,7 +79,7 @@ def test_chunks_shrink_on_large_collections_without_changing_results(make_songs,
                 tasks.version_identification(versions, euclidean))
 
     whole = run()
-    monkeypatch.setattr(tasks, "CHUNK_CELLS", 1)  # 16 query rows a chunk: several per task
+    monkeypatch.setattr(tasks.chunks, "CHUNK_CELLS", 1)  # 16 query rows a chunk: several per task
     assert run() == whole
 
 
