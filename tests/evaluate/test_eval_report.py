@@ -21,6 +21,7 @@ def test_report_from_a_small_real_run(lpd_dir, tmp_path):
         assert heading in text
     for png in ("genre_map.png", "queries.png", "excerpt.png"):
         assert (out / png).stat().st_size > 1000
+    assert "**What the phrase-level misses found instead**" in text  # the random floor misses
     doc = (tmp_path / "docs" / "evaluation.md").read_text()
     assert "](../report/genre_map.png)" in doc and "](genre_map.png)" in text
     saved = json.loads((out / "metrics.json").read_text())

@@ -136,6 +136,52 @@ def test_robustness_gives_the_phrase_hit_per_length_of_the_querys_song():
     assert c["drop_20pct_notes/phrase_hit1_in_songs_30+"] == pytest.approx(1 / 66)  # every phrase tied
 
 
+def test_nearest_others_set_the_original_and_its_copies_aside_and_leave_d_as_it_was():
+    d = np.array([[0.0, 1.0, 2.0, 3.0], [5.0, 0.5, 0.1, 4.0]])
+    before = d.copy()
+    # query 0's original is row 0 and row 1 is its exact copy; query 1's original is row 2
+    found = tasks.nearest_others(d, np.array([0, 2]), np.array([0, 1]), np.array([0]), np.array([1]))
+    assert found.tolist() == [2, 1]
+    np.testing.assert_array_equal(d, before)
+
+
+def test_differing_cells_is_the_share_of_the_originals_cells():
+    from midivae.evaluate.data import pack
+
+    a = np.zeros((1, 4, 48, 84, 5), bool)
+    a.reshape(-1)[:200] = True
+    b = a.copy()
+    b.reshape(-1)[300] = True  # one cell more
+    c = a.copy()
+    c.reshape(-1)[:20] = False  # 20 cells fewer
+    packed = pack(np.concatenate([a, b, c]))
+    share = tasks.differing_cells(packed, np.array([0, 0, 0]), np.array([0, 1, 2]), chunk=2)
+    np.testing.assert_allclose(share, [0.0, 1 / 200, 20 / 200])
+
+
+def test_robustness_says_what_its_phrase_misses_found():
+    """A song holding a phrase and a near-copy of it (one cell more, where the embedding is blind):
+    the embedding ties the two, so half of each one's queries miss, always to the other one."""
+    rng = np.random.default_rng(7)
+    ph = rng.random((3, 4, 48, 84, 5)) < 0.004  # ~320 cells each
+    ph[..., 0, :] = False
+    ph[1] = ph[0]
+    ph[1, 0, 10, 0, 1] = True  # the near-copy: one cell (pitch 0) more
+    songs = [SongPhrases.from_phrases("a", ph[:2]), SongPhrases.from_phrases("b", ph[2:])]
+
+    def blind_to_pitch_0(phrases):
+        return identity(np.asarray(phrases)[..., 1:, :])
+
+    r = tasks.robustness(songs, blind_to_pitch_0, "euclidean", n_queries=3, alterations=["drop_20pct_notes"], any_key=False)
+    assert r["drop_20pct_notes/phrase_hit1"] == pytest.approx(2 / 3)  # 1/2, 1/2, 1
+    assert r["drop_20pct_notes/phrase_misses"] == pytest.approx(1.0)
+    assert r["drop_20pct_notes/phrase_misses_same_song"] == 1.0
+    assert r["drop_20pct_notes/phrase_misses_near_copy"] == 1.0
+    apart = [SongPhrases.from_phrases(f"s{i}", rng.random((2, 4, 48, 84, 5)) < 0.004) for i in range(2)]
+    exact = tasks.robustness(apart, identity, "euclidean", n_queries=4, alterations=["drop_20pct_notes"], any_key=False)
+    assert exact["drop_20pct_notes/phrase_misses"] == 0.0 and "drop_20pct_notes/phrase_misses_near_copy" not in exact
+
+
 def test_robustness_skips_unchanged_queries(make_songs):
     songs = make_songs(6, half=2)  # random phrases with piano only at one cell: piano->guitar changes all
     from midivae.evaluate.data import SongPhrases

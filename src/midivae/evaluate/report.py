@@ -258,6 +258,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
                 rows.append(row)
             L += [f"**{title}**", "", _table(header, rows), ""]
         L += _phrase_hit_by_song_length(methods, names, r0)
+        L += _what_phrase_misses_found(methods, names, r0)
     if _any(methods, "genre"):
         g = _first_with(methods, "genre")
         if "balanced_knn_accuracy" in g:
@@ -503,3 +504,22 @@ def _phrase_hit_by_song_length(methods: dict, names: list, r0: dict) -> list[str
     counts = "; ".join(f"{a}: " + ", ".join(f"{r0.get(f'{a}/n_in_songs_{lb}', 0):,}" for lb in labels) for a in present)
     return ["**Phrase Hit@1 by the length of the query's song** (a long song holds more near-repeats of a phrase, "
             f"the phrase-level misses' main source; queries per group: {counts})", "", _table(header, rows), ""]
+
+
+def _what_phrase_misses_found(methods: dict, names: list, r0: dict) -> list[str]:
+    """Per method and alteration with a phrase-first target: how many phrase-level misses, and the
+    share of them that ranked first a phrase of the query's own song, and a near-copy of the original."""
+    from midivae.evaluate.tasks import NEAR_COPY_SHARE
+
+    present = [a for a in PHRASE_TARGET_ALTERATIONS if f"{a}/phrase_misses" in r0]
+    if not present:
+        return []
+    header = ["method"] + [f"{a}: {what}" for a in present for what in ("misses", "own song", "near-copy")]
+    rows = [[n] + [methods[n]["robustness"].get(f"{a}/{key}") for a in present
+                   for key in ("phrase_misses", "phrase_misses_same_song", "phrase_misses_near_copy")]
+            for n in names if methods[n].get("robustness")]
+    return ["**What the phrase-level misses found instead** (misses: queries whose original was not ranked first, "
+            "a tie counting its share; *own song*: the share of them that ranked first another phrase of the query's "
+            f"song; *near-copy*: a phrase differing from the original in at most {NEAR_COPY_SHARE:.0%} of its cells, "
+            "e.g. a note held a step longer, which no compact vector can be expected to order)",
+            "", _table(header, rows), ""]

@@ -26,12 +26,15 @@ from __future__ import annotations
 from midivae.evaluate.data import flatten, unpack
 from midivae.evaluate.tasks.altered import (
     ANY_KEY_QUERIES,
+    NEAR_COPY_SHARE,
     SONG_LENGTH_GROUPS,
     AlteredQueries,
     _duplicate_mask_pairs,
     _previous_rows,
     _row_hashes,
     altered_queries,
+    differing_cells,
+    nearest_others,
     robustness,
     self_ranks,
     song_length_label,
@@ -80,8 +83,8 @@ __all__ = [
     # excerpt (task 2)
     "excerpt_split", "excerpt_retrieval",
     # altered (task 3)
-    "ANY_KEY_QUERIES", "SONG_LENGTH_GROUPS", "song_length_label", "AlteredQueries", "altered_queries", "robustness",
-    "self_ranks",
+    "ANY_KEY_QUERIES", "SONG_LENGTH_GROUPS", "NEAR_COPY_SHARE", "song_length_label", "AlteredQueries", "altered_queries",
+    "robustness", "self_ranks", "nearest_others", "differing_cells",
     # genre (task 4)
     "song_vectors", "genre_consistency",
     # reconstruct (task 5)

@@ -21,6 +21,12 @@ ANY_KEY_QUERIES = 500
 #: phrases in the query's song: the robustness task's phrase Hit@1 is also given per group, since a
 #: long song holds more near-repeats of a phrase (docs/model_selection.md, "Note lengths in the landmarks")
 SONG_LENGTH_GROUPS: tuple[tuple[int, int | None], ...] = ((0, 20), (20, 30), (30, None))
+#: a phrase-level miss "found a near-copy" when the phrase it ranked first differs from the original
+#: in at most this share of the original's cells (a note held a step longer, one note more): the
+#: report says how many misses are such, which no compact vector can be expected to order
+NEAR_COPY_SHARE = 0.01
+#: set bits of every byte value
+_BITS_SET = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
 
 
 def song_length_label(lo: int, hi: int | None) -> str:
@@ -132,8 +138,9 @@ def robustness(
 
     Per alteration: Hit@1 of the original phrase (exact copies of it count as the same answer)
     and of the right song (min distance over its phrases); the phrase Hit@1 also per length of the
-    query's song (:data:`SONG_LENGTH_GROUPS`). Queries the alteration leaves
-    unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
+    query's song (:data:`SONG_LENGTH_GROUPS`), and what its misses found instead (the share in the
+    query's own song, and the share of near-copies of the original: :data:`NEAR_COPY_SHARE`).
+    Queries the alteration leaves unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
     transpositions of the altered phrase and keeps each candidate's best distance, on the first
     ``any_key_queries`` kept queries (12x the search cost; None: all of them).
     ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
@@ -158,7 +165,7 @@ def robustness(
     def ranks_under(name: str, keep: np.ndarray, bar) -> dict[str, float]:
         kept_rows = rows[keep]
         qpos_all = np.nonzero(keep)[0]
-        song_st, row_st, song_ak, row_ak = [], [], [], []
+        song_st, row_st, song_ak, row_ak, found_instead = [], [], [], [], []
         step = query_chunk(len(flat))
         for a in range(0, len(kept_rows), step):
             altered = unpack(queries.packed[name][a : a + step])
@@ -170,6 +177,7 @@ def robustness(
             s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
             song_st.append(s0)
             row_st.append(r0)
+            found_instead.append(nearest_others(d, target, qpos, dup_q, dup_c))
             if any_key and name in TRANSPOSITIONS and (any_key_queries is None or a < any_key_queries):
                 n_ak = len(altered) if any_key_queries is None else min(len(altered), any_key_queries - a)
                 altered, target, qpos, d, tempo = altered[:n_ak], target[:n_ak], qpos[:n_ak], d[:n_ak], tempo[:n_ak]
@@ -191,6 +199,8 @@ def robustness(
             got[f"{name}/n_in_songs_{label}"] = int(group.sum())
             if group.any():
                 got[f"{name}/phrase_hit1_in_songs_{label}"] = float(phrase_hits[group].mean())
+        found = np.concatenate(found_instead) if found_instead else np.zeros(0, dtype=np.int64)
+        got.update(_what_misses_found(flat, kept_rows, found, 1.0 - phrase_hits, name))
         parts = [("song_hit1", song_st), ("phrase_hit1", row_st)]
         if song_ak:
             got[f"{name}/n_anykey"] = int(sum(len(x.closer) for x in song_ak))
@@ -205,6 +215,47 @@ def robustness(
         for name, keep in queries.kept.items():
             out.update(ranks_under(name, keep, bar))
     return out
+
+
+def nearest_others(d: np.ndarray, target_rows: np.ndarray, qpos: np.ndarray, dup_q: np.ndarray,
+                   dup_c: np.ndarray) -> np.ndarray:
+    """Per query row of ``d``, the index row ranked first once its original phrase and the
+    original's exact copies are set aside: what a phrase-level miss found instead. ``d`` is
+    changed in place and restored (no copy of a chunk's distances)."""
+    sel = np.isin(dup_q, qpos)
+    rows = np.concatenate([np.arange(len(target_rows)), np.searchsorted(qpos, dup_q[sel])])
+    cols = np.concatenate([np.asarray(target_rows, dtype=np.int64), dup_c[sel]])
+    saved = d[rows, cols].copy()
+    d[rows, cols] = np.inf
+    try:
+        return np.argmin(d, axis=1)
+    finally:
+        d[rows, cols] = saved
+
+
+def differing_cells(packed: np.ndarray, rows: np.ndarray, others: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Per pair, the share of row's on-cells that ``others`` differs in (cells on in one, off in the
+    other, over the cells on in ``rows``; 1.0 for an empty phrase)."""
+    out = np.empty(len(rows), dtype=np.float64)
+    for a in range(0, len(rows), chunk):
+        mine, theirs = packed[rows[a : a + chunk]], packed[others[a : a + chunk]]
+        n_diff = _BITS_SET[mine ^ theirs].sum(axis=1, dtype=np.int64)
+        n_on = _BITS_SET[mine].sum(axis=1, dtype=np.int64)
+        out[a : a + chunk] = n_diff / np.maximum(n_on, 1)
+    return out
+
+
+def _what_misses_found(flat: Flat, rows: np.ndarray, found: np.ndarray, missed: np.ndarray, name: str) -> dict[str, float]:
+    """How many phrase-level misses there were (in expectation: a tie shares its miss), and what
+    share of them ranked first a phrase of the query's own song, and a near-copy of the original."""
+    total = float(missed.sum())
+    got = {f"{name}/phrase_misses": total}
+    if total > 0:
+        same_song = flat.song[found] == flat.song[rows]
+        near_copy = differing_cells(flat.packed, rows, found) <= NEAR_COPY_SHARE
+        got[f"{name}/phrase_misses_same_song"] = float((missed * same_song).sum() / total)
+        got[f"{name}/phrase_misses_near_copy"] = float((missed * near_copy).sum() / total)
+    return got
 
 
 def self_ranks(d, flat: Flat, target_rows, qpos, dup_q, dup_c, tol):
