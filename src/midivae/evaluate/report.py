@@ -515,8 +515,12 @@ def _what_phrase_misses_found(methods: dict, names: list, r0: dict) -> list[str]
     if not present:
         return []
     header = ["method"] + [f"{a}: {what}" for a in present for what in ("misses", "own song", "near-copy")]
-    rows = [[n] + [methods[n]["robustness"].get(f"{a}/{key}") for a in present
-                   for key in ("phrase_misses", "phrase_misses_same_song", "phrase_misses_near_copy")]
+    def cells(rob: dict, a: str) -> list:
+        misses = rob.get(f"{a}/phrase_misses")
+        return [None if misses is None else f"{misses:,.1f}",
+                rob.get(f"{a}/phrase_misses_same_song"), rob.get(f"{a}/phrase_misses_near_copy")]
+
+    rows = [[n] + [c for a in present for c in cells(methods[n]["robustness"], a)]
             for n in names if methods[n].get("robustness")]
     return ["**What the phrase-level misses found instead** (misses: queries whose original was not ranked first, "
             "a tie counting its share; *own song*: the share of them that ranked first another phrase of the query's "
