@@ -515,6 +515,7 @@ def _what_phrase_misses_found(methods: dict, names: list, r0: dict) -> list[str]
     if not present:
         return []
     header = ["method"] + [f"{a}: {what}" for a in present for what in ("misses", "own song", "near-copy")]
+
     def cells(rob: dict, a: str) -> list:
         misses = rob.get(f"{a}/phrase_misses")
         return [None if misses is None else f"{misses:,.1f}",

@@ -234,8 +234,8 @@ def nearest_others(d: np.ndarray, target_rows: np.ndarray, qpos: np.ndarray, dup
 
 
 def differing_cells(packed: np.ndarray, rows: np.ndarray, others: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Per pair, the share of row's on-cells that ``others`` differs in (cells on in one, off in the
-    other, over the cells on in ``rows``; 1.0 for an empty phrase)."""
+    """Per pair, how many cells ``others`` differs in (on in one, off in the other) as a share of
+    the cells on in ``rows`` (counted as at least one)."""
     out = np.empty(len(rows), dtype=np.float64)
     for a in range(0, len(rows), chunk):
         mine, theirs = packed[rows[a : a + chunk]], packed[others[a : a + chunk]]
