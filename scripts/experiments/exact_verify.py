@@ -10,7 +10,8 @@ extra ones ``beta``. Two readings of "notes": the cells (drums, and the pitched 
 part moved to another instrument still matches), and the notes as (column, onset, exact length)
 in the same merged view (what an index would store: ~3 bytes per note). Validation songs, every
 phrase as a query (no distractors: the misses are in the query's own song); exact copies of the
-original count as it, as in the robustness task.
+original count as it, as in the robustness task. It also prints what the shipped search's misses
+found (own song, how many cells apart, the vector gap) and what the verify costs in numpy.
 
     python scripts/experiments/exact_verify.py --store /tmp/lpdstore
 
@@ -29,10 +30,11 @@ from midivae.evaluate import tasks as T
 from midivae.evaluate.baselines import model_embeddings
 from midivae.evaluate.data import load_store_split
 from midivae.evaluate.embedding import embed_phrases
-from midivae.evaluate.metrics import two_stage
+from midivae.evaluate.metrics import _pairwise, two_stage
 from midivae.model.api import load_model
 
 MAX_OFFSET = 24
+SHIFT = 6  # the robustness task's eighth-note shift
 ALTERATIONS = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar")
 _steps = np.arange(STEPS_PER_PHRASE)
 _DIAGONAL = (_steps[:, None] - _steps[None, :] + STEPS_PER_PHRASE - 1).ravel()
@@ -132,6 +134,7 @@ def main() -> None:
     verified = {(a, s): [] for a in ALTERATIONS for s in settings}
     lengths = {a: [] for a in ALTERATIONS}
     seconds: dict[str, list[float]] = {"cells": [], "notes": [], "notes, one join": []}
+    anatomy: dict[str, list[tuple[bool, int, int, float]]] = {a: [] for a in ALTERATIONS}
     for a in ALTERATIONS:
         rows = queries.rows[queries.kept[a]]
         for start in range(0, len(rows), 256):
@@ -140,6 +143,7 @@ def main() -> None:
             q = emb.prepare(embed_phrases(emb, altered, flat.tempo[target]))
             fine, rough, kept = two_stage(q, index)
             dist = np.where(kept, fine, rough + 10.0)
+            vector_only = _pairwise(q, index)  # the whole-vector distance, no fingerprint term
             q_cells = merged_cells(altered)
             for i, t in enumerate(target):
                 d = dist[i].copy()
@@ -148,6 +152,13 @@ def main() -> None:
                 lengths[a].append(sizes[flat.song[t]])
                 ties = d == d[t]
                 hits[(a, None)].append(1.0 / ties.sum() if d[t] <= d[order[0]] else 0.0)
+                if order[0] != t and d[order[0]] < d[t]:  # a miss: what did it find?
+                    w = order[0]
+                    mine, theirs = T.unpack(flat.packed[[t, w]]).reshape(2, STEPS_PER_PHRASE, -1)
+                    seen = STEPS_PER_PHRASE - (SHIFT if a == "shift_eighth" else 0)  # a shift cuts the end off
+                    anatomy[a].append((bool(flat.song[w] == flat.song[t]), int((mine != theirs).sum()),
+                                       int((mine[:seen] != theirs[:seen]).sum()),
+                                       float(abs(vector_only[i, w] - vector_only[i, t]))))
                 c_cells = merged_cells(T.unpack(flat.packed[order]))
                 t0 = time.perf_counter()
                 by_cells = np.array([cell_score(q_cells[i], c, args.beta) for c in c_cells])
@@ -183,6 +194,12 @@ def main() -> None:
             cells.append(" / ".join(parts) + extra)
         name = "search (shipped)" if s is None else f"m {s[0]}, margin {s[1]}, {s[2]}"
         print(f"| {name} | " + " | ".join(cells) + " |")
+    for a, misses in anatomy.items():
+        if misses:
+            own, cells, seen, gap = (np.array(x) for x in zip(*misses))
+            print(f"{a}: {len(misses)} misses (ties aside): {own.sum()} in the query's own song, {(cells <= 5).sum()} "
+                  f"differ from the original in <= 5 cells, {(seen == 0).sum()} only where the query cannot see; "
+                  f"vector distance within 0.001 of the original's: {(gap < 0.001).sum()} (median gap {np.median(gap):.4f})")
     print("queries per alteration: " + ", ".join(f"{a} {len(lengths[a])}" for a in ALTERATIONS))
     for view, t in seconds.items():
         what = "a query against 3 stored candidates" if view == "notes, one join" else "one candidate"
