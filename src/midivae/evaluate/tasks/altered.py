@@ -3,8 +3,9 @@ altered queries (:class:`AlteredQueries`), built once and shared by every method
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -217,20 +218,34 @@ def robustness(
     return out
 
 
-def nearest_others(d: np.ndarray, target_rows: np.ndarray, qpos: np.ndarray, dup_q: np.ndarray,
-                   dup_c: np.ndarray) -> np.ndarray:
-    """Per query row of ``d``, the index row ranked first once its original phrase and the
-    original's exact copies are set aside: what a phrase-level miss found instead. ``d`` is
-    changed in place and restored (no copy of a chunk's distances)."""
+def _copies_in_chunk(qpos: np.ndarray, dup_q: np.ndarray, dup_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk row, index row) of the exact copies of the originals of a chunk's queries (their
+    positions ``qpos`` among the sampled rows; ``dup_q``, ``dup_c``: :attr:`AlteredQueries.copies`)."""
     sel = np.isin(dup_q, qpos)
-    rows = np.concatenate([np.arange(len(target_rows)), np.searchsorted(qpos, dup_q[sel])])
-    cols = np.concatenate([np.asarray(target_rows, dtype=np.int64), dup_c[sel]])
+    return np.searchsorted(qpos, dup_q[sel]), dup_c[sel]
+
+
+@contextmanager
+def _set_aside(d: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> Iterator[np.ndarray]:
+    """``d`` with ``d[rows, cols]`` at +inf inside the block, restored after: no copy of a chunk's
+    distances (256 x the collection, float64) to mask a few cells."""
     saved = d[rows, cols].copy()
     d[rows, cols] = np.inf
     try:
-        return np.argmin(d, axis=1)
+        yield d
     finally:
         d[rows, cols] = saved
+
+
+def nearest_others(d: np.ndarray, target_rows: np.ndarray, qpos: np.ndarray, dup_q: np.ndarray,
+                   dup_c: np.ndarray) -> np.ndarray:
+    """Per query row of ``d``, the index row ranked first once its original phrase and the
+    original's exact copies are set aside: what a phrase-level miss found instead."""
+    rows, cols = _copies_in_chunk(qpos, dup_q, dup_c)
+    rows = np.concatenate([np.arange(len(target_rows)), rows])
+    cols = np.concatenate([np.asarray(target_rows, dtype=np.int64), cols])
+    with _set_aside(d, rows, cols):
+        return np.argmin(d, axis=1)
 
 
 def differing_cells(packed: np.ndarray, rows: np.ndarray, others: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -259,11 +274,8 @@ def _what_misses_found(flat: Flat, rows: np.ndarray, found: np.ndarray, missed: 
 
 
 def self_ranks(d, flat: Flat, target_rows, qpos, dup_q, dup_c, tol):
-    """Song-level and phrase-level rank statistics of each query's own song and phrase."""
+    """Song-level and phrase-level rank statistics of each query's own song and phrase (the
+    original's exact copies set aside: the same answer, not rivals)."""
     song = rank_of_target(group_min(d, flat.starts), flat.song[target_rows], tol)
-    d = d.copy()
-    sel = np.isin(dup_q, qpos)
-    if sel.any():
-        local = np.searchsorted(qpos, dup_q[sel])
-        d[local, dup_c[sel]] = np.inf
-    return song, rank_of_target(d, target_rows, tol)
+    with _set_aside(d, *_copies_in_chunk(qpos, dup_q, dup_c)):
+        return song, rank_of_target(d, target_rows, tol)
