@@ -39,6 +39,8 @@ ALTERATIONS = ("drop_20pct_notes", "shift_eighth", "piano_to_guitar")
 _steps = np.arange(STEPS_PER_PHRASE)
 _DIAGONAL = (_steps[:, None] - _steps[None, :] + STEPS_PER_PHRASE - 1).ravel()
 _OFFSETS = np.arange(-MAX_OFFSET, MAX_OFFSET + 1)
+#: a phrase's steps that stay inside it when delayed by each offset: [start, end)
+_WINDOW_START, _WINDOW_END = np.maximum(0, -_OFFSETS), np.minimum(STEPS_PER_PHRASE, STEPS_PER_PHRASE - _OFFSETS)
 
 
 def merged_cells(phrases: np.ndarray) -> np.ndarray:
@@ -53,9 +55,8 @@ def tversky(overlap: np.ndarray, n_query: float, n_window: np.ndarray, beta: flo
 
 def window_counts(times: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """How many candidate items (at ``times``) stay inside the phrase when delayed by each offset."""
-    counts = np.bincount(times, weights=weights, minlength=STEPS_PER_PHRASE)
-    cum = np.concatenate([[0], np.cumsum(counts)])
-    return np.array([cum[min(STEPS_PER_PHRASE, STEPS_PER_PHRASE - o)] - cum[max(0, -o)] for o in _OFFSETS])
+    cum = np.concatenate([[0], np.cumsum(np.bincount(times, weights=weights, minlength=STEPS_PER_PHRASE))])
+    return cum[..., _WINDOW_END] - cum[..., _WINDOW_START]
 
 
 def cell_score(query: np.ndarray, cand: np.ndarray, beta: float) -> float:
@@ -110,7 +111,7 @@ def verify_batch(query: tuple[np.ndarray, np.ndarray], cands: list[tuple[np.ndar
     ok = np.abs(diff) <= MAX_OFFSET
     overlap = np.bincount(cid[c_of[ok]] * width + diff[ok] + MAX_OFFSET, minlength=m * width).reshape(m, width)
     cum = np.bincount(cid * (n_steps + 1) + ct + 1, minlength=m * (n_steps + 1)).reshape(m, n_steps + 1).cumsum(1)
-    window = cum[:, np.minimum(n_steps, n_steps - _OFFSETS)] - cum[:, np.maximum(0, -_OFFSETS)]
+    window = cum[:, _WINDOW_END] - cum[:, _WINDOW_START]
     return (overlap / (len(qk) + beta * (window - overlap) + 1e-9)).max(axis=1)
 
 
