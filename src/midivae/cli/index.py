@@ -126,16 +126,20 @@ def register(main: click.Group) -> None:
                   help="Song distance: the best phrase pair, or the mean over query phrases of the nearest "
                        "(a query of several phrases also weighs how well the song's tempo agrees, when the "
                        "index's model reads tempo).")
+    @click.option("--no-verify", is_flag=True,
+                  help="Skip the exact verify (near-tied nearest phrases re-ordered by their notes; an index "
+                       "built before it keeps no notes and is searched without it anyway).")
     @click.option("--checkpoint", default=None, help="Default: the checkpoint the index was built with.")
     @click.option("--ef-search", type=click.IntRange(1, 100_000), default=None,
                   help="HNSW indexes: candidates kept per query (higher = better recall, slower) [as built].")
     @click.option("--nprobe", type=click.IntRange(1, 100_000), default=None,
                   help="IVF indexes: inverted lists probed per query [as built].")
     @json_option
-    def search_cmd(query, index, k, bars, any_key, rule, checkpoint, ef_search, nprobe, as_json) -> None:
+    def search_cmd(query, index, k, bars, any_key, rule, no_verify, checkpoint, ef_search, nprobe, as_json) -> None:
         """Find the songs of INDEX most like QUERY (a MIDI file, an LPD .npz, or a song id in INDEX)."""
         from midivae.index import LatentIndex, search
         from midivae.index.search import parse_bars
+        from midivae.verify import DEFAULT_VERIFY
 
         with LatentIndex.open(Path(index)) as ix:
             ckpt = checkpoint or ix.meta.get("checkpoint") or (
@@ -145,7 +149,8 @@ def register(main: click.Group) -> None:
                 if tune is None:
                     raise VectorIndexError(f"{index}: this index backend has no search-time settings")
                 tune(ef_search=ef_search, nprobe=nprobe)
-            result = search(ix, query, _encoder_loader(ckpt), k=k, bars=parse_bars(bars), any_key=any_key, rule=rule)
+            result = search(ix, query, _encoder_loader(ckpt), k=k, bars=parse_bars(bars), any_key=any_key, rule=rule,
+                            verify=None if no_verify else DEFAULT_VERIFY)
         if as_json:
             echo_json(result.to_dict())
             return
@@ -161,7 +166,7 @@ def _bars(first: int) -> str:
 def _print_table(result) -> None:
     excluded = f"; excluding {', '.join(result.excluded)}" if result.excluded else ""
     click.echo(f"query {result.query}: {result.n_query_phrases} phrases, rule {result.rule}"
-               + (", any key" if result.any_key else "") + excluded)
+               + (", any key" if result.any_key else "") + (", notes verified" if result.verified else "") + excluded)
     if not result.hits:
         click.echo("no results")
         return

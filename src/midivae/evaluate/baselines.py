@@ -18,6 +18,7 @@ from midivae.constants import BARS_PER_PHRASE, N_TRACKS, PHRASE_CELLS
 from midivae.evaluate.data import SongPhrases, flatten
 from midivae.evaluate.embedding import Embedding, EmbedFn
 from midivae.search_space import FILE_TEMPO_WEIGHT
+from midivae.verify import DEFAULT_VERIFY, PhraseNotes, VerifyConfig
 
 PITCH_CLASSES = 12
 BAR_CELLS = PHRASE_CELLS // BARS_PER_PHRASE  # 20,160
@@ -220,6 +221,11 @@ class CachedEncoder:
         return self._encoded(phrases)[2]
 
 
+#: what a verified row's notes add
+VERIFY_NOTE = (f"; the first {DEFAULT_VERIFY.candidates} candidates within {DEFAULT_VERIFY.margin} of the best"
+               " re-ordered by their notes")
+
+
 def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None) -> Embedding:
     """The VAE's posterior mean as the embedding; ``sample`` draws z = mu + sigma * eps.
 
@@ -229,6 +235,7 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     """
     dist = distance or getattr(model, "distance", None) or "cosine"
     enc = encoder or CachedEncoder(model)
+    verify = DEFAULT_VERIFY if dist == "cosine" else None  # as the index verifies a cosine search
     head = getattr(model, "search_head", None) if dist == "cosine" else None
     if head is not None and not head.shortlist and not head.needs_bars:
         head = None  # the plain scan of the posterior means
@@ -255,8 +262,10 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
     if head is None:
         encode_mean = getattr(model, "encode_mean", None) or (lambda ph: model.encode(ph)[0])
         return Embedding(name, embed, dist, dims, dims * FLOAT_BYTES, sample=sample, kind="model",
-                         notes=f"posterior mean, {dist} distance; checkpoint {ckpt}", meta={"checkpoint_id": ckpt},
-                         timing_embed=lambda ph: np.asarray(encode_mean(np.asarray(ph, dtype=bool)), np.float32))
+                         notes=f"posterior mean, {dist} distance" + (VERIFY_NOTE if verify else "") + f"; checkpoint {ckpt}",
+                         meta={"checkpoint_id": ckpt}, verify=verify,
+                         timing_embed=lambda ph: _with_notes(np.asarray(encode_mean(np.asarray(ph, dtype=bool)),
+                                                                        np.float32), ph, verify))
     width = int(model.search_dim)
     stored = head.coarse_dims + width if head.shortlist else width  # the index keeps the coarse part apart
     fp = head.fingerprint_hashes
@@ -271,13 +280,22 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + (f" + {fp} landmark MinHash components" if fp else "") + f", {width} dims"
                + (f"; scan of the first {head.coarse_dims} dims, top {head.shortlist} re-ranked" if head.shortlist else "")
                + (f" by distance + {head.fingerprint_weight} x (1 - landmark similarity)" if fp else "")
-               + "), cosine"
+               + "), cosine" + VERIFY_NOTE
                + (f"; a query of several phrases: + {FILE_TEMPO_WEIGHT} x (1 - tempo agreement)" if head.reads_tempo else "")
                + f"; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
         several_embed=several_embed if head.song_dims else None, reads_tempo=head.reads_tempo,
-        tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo else 0.0,
-        timing_embed=lambda ph: np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32))
+        tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo else 0.0, verify=verify,
+        timing_embed=lambda ph: _with_notes(np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32), ph,
+                                            verify))
+
+
+def _with_notes(vectors: np.ndarray, phrases: np.ndarray, verify: VerifyConfig | None) -> np.ndarray:
+    """``vectors``, once the phrases' notes are also read where the search verifies: it reads a
+    query's notes beside its vector, so the cost task's encoding speed counts both."""
+    if verify is not None:
+        PhraseNotes.from_phrases(np.asarray(phrases, dtype=bool))
+    return vectors
 
 
 def model_embeddings(model, name: str = "model") -> list[Embedding]:

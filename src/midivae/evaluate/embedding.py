@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from midivae.constants import PHRASE_SHAPE
 from midivae.evaluate.metrics import Prepared, prepare
 from midivae.song import phrase_tempi
+from midivae.verify import VerifyConfig
 
 EmbedFn = Callable[[np.ndarray], "np.ndarray | sp.spmatrix"]
 #: ``sample(phrases, rng) -> (n, d)``: a stochastic encoding (the VAE's z = mu + sigma * eps).
@@ -65,6 +66,9 @@ class Embedding:
     #: a query of several phrases adds this weight x (1 - tempo agreement) to a file's distance, as
     #: the index does (midivae.search_space.tempo_term; 0: none)
     tempo_weight: float = 0.0
+    #: the exact verify of each query's near-tied first candidates by their notes (midivae.verify),
+    #: as the index's search runs it after this embedding's search (None: no verify)
+    verify: VerifyConfig | None = None
 
     def vectors(self, phrases: np.ndarray, tempo: np.ndarray | None = None) -> np.ndarray | sp.spmatrix:
         """``embed(phrases)``, with the tempi where this embedding reads them."""

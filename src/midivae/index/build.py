@@ -24,6 +24,7 @@ from midivae.index.faiss_index import IndexSpec
 from midivae.index.latent_index import IndexWriter
 from midivae.index.sources import SongSource, content_hash, discover
 from midivae.song import Phrases
+from midivae.verify import PhraseNotes
 
 
 @dataclass
@@ -76,6 +77,7 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
         allp = np.concatenate([p.phrases for _, p in pending])
         tempo = np.concatenate([np.full(len(p), p.tempo) for _, p in pending])
         means = encode_search(encoder, allp, batch=batch, tempo=tempo)
+        notes = PhraseNotes.from_phrases(allp)  # what the search's exact verify reads
         if reads_tempo(encoder):
             report.songs_without_tempo += sum(1 for _, p in pending if not np.isfinite(p.tempo))
         start = 0
@@ -83,7 +85,7 @@ def _ingest(writer: IndexWriter, encoder: Encoder, sources: Sequence[SongSource]
             n = len(phrases)
             writer.add_song(source.song_id, means[start : start + n], phrases.bar_offsets, title=source.title,
                             path=source.path, source=source.source, content_hash=content_hash(phrases),
-                            tempo=phrases.tempo)
+                            tempo=phrases.tempo, notes=notes.take(np.arange(start, start + n)))
             start += n
             report.songs_added += 1
             report.phrases_added += n

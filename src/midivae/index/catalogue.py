@@ -42,6 +42,10 @@ CREATE INDEX songs_by_hash ON songs(content_hash);
 """
 #: each song's tempo (BPM) where known; a catalogue from before it has none (read as unknown)
 _TEMPO_SCHEMA = "CREATE TABLE IF NOT EXISTS song_tempo (song_key INTEGER PRIMARY KEY, bpm REAL NOT NULL);"
+#: each phrase's notes (midivae.verify.PhraseNotes.to_blobs), which the search's exact verify reads;
+#: a catalogue created before them has none and its meta lacks NOTES_KEY (searched without verify)
+_NOTES_SCHEMA = "CREATE TABLE IF NOT EXISTS phrase_notes (vector_id INTEGER PRIMARY KEY, notes BLOB NOT NULL);"
+NOTES_KEY = "phrase_notes"
 
 
 @dataclass(frozen=True)
@@ -77,17 +81,18 @@ class Catalogue:
         self._conn = conn
         self.path = path
         self.writable = writable
+        self._keeps_notes: bool | None = None
 
     # ---- opening --------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: Path, meta: dict[str, str]) -> Catalogue:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(_SCHEMA + _TEMPO_SCHEMA)
+        conn.executescript(_SCHEMA + _TEMPO_SCHEMA + _NOTES_SCHEMA)
         cat = cls(conn, Path(path), writable=True)
         cat.begin()
         cat.set_meta({"schema_version": str(SCHEMA_VERSION), "next_vector_id": "0", "next_song_key": "0",
-                      "created_at": _now(), **meta})
+                      "created_at": _now(), NOTES_KEY: "1", **meta})
         return cat
 
     @classmethod
@@ -138,8 +143,10 @@ class Catalogue:
 
     # ---- songs ----------------------------------------------------------------------------------
     def add_song(self, song_id: str, title: str, path: str, source: str, content_hash: str,
-                 bar_offsets: np.ndarray, tempo: float = float("nan")) -> tuple[int, np.ndarray]:
-        """Insert a song and its phrases; returns its song key and the new phrase vector ids."""
+                 bar_offsets: np.ndarray, tempo: float = float("nan"),
+                 notes: list[bytes] | None = None) -> tuple[int, np.ndarray]:
+        """Insert a song and its phrases (and their notes, where the catalogue keeps them); returns
+        its song key and the new phrase vector ids."""
         if self.find(song_id) is not None:
             raise VectorIndexError(f"song id {song_id!r} is already in the index")
         n = int(len(bar_offsets))
@@ -152,6 +159,14 @@ class Catalogue:
                                zip(vector_ids.tolist(), [song_key] * n, np.asarray(bar_offsets).tolist()))
         if known_tempo(tempo):
             self._conn.execute("INSERT OR REPLACE INTO song_tempo VALUES (?, ?)", (song_key, float(tempo)))
+        if self.keeps_notes():
+            if notes is None:  # vectors added without their notes: the index searches without verify from now on
+                self.set_meta({NOTES_KEY: "0"})
+                self._keeps_notes = False
+            elif len(notes) != n:
+                raise VectorIndexError(f"song {song_id!r}: notes of {len(notes)} phrases for {n} phrases")
+            else:
+                self._conn.executemany("INSERT INTO phrase_notes VALUES (?, ?)", zip(vector_ids.tolist(), notes))
         return song_key, vector_ids
 
     def remove_song(self, song_id: str) -> tuple[int, np.ndarray]:
@@ -161,6 +176,8 @@ class Catalogue:
         self._conn.execute("DELETE FROM phrases WHERE song_key = ?", (record.song_key,))
         self._conn.execute("DELETE FROM songs WHERE song_key = ?", (record.song_key,))
         self._conn.execute("DELETE FROM song_tempo WHERE song_key = ?", (record.song_key,))
+        if self.keeps_notes():
+            self._conn.executemany("DELETE FROM phrase_notes WHERE vector_id = ?", [(v,) for v in vids.tolist()])
         return record.song_key, vids
 
     def find(self, song_id: str) -> SongRecord | None:
@@ -201,6 +218,26 @@ class Catalogue:
             return {int(k): float(v) for k, v in self._conn.execute("SELECT song_key, bpm FROM song_tempo")}
         except sqlite3.OperationalError:  # a catalogue from before tempi were kept
             return {}
+
+    def keeps_notes(self) -> bool:
+        """Whether every phrase's notes are kept (a catalogue created before they were: no)."""
+        if self._keeps_notes is None:
+            self._keeps_notes = self.meta().get(NOTES_KEY) == "1"
+        return self._keeps_notes
+
+    def phrase_notes(self, vector_ids: np.ndarray) -> list[bytes]:
+        """The stored notes of each phrase (in the order asked; all must be in the catalogue)."""
+        vids = [int(v) for v in np.asarray(vector_ids).ravel()]
+        found: dict[int, bytes] = {}
+        for i in range(0, len(vids), 500):
+            chunk = vids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._conn.execute(f"SELECT vector_id, notes FROM phrase_notes WHERE vector_id IN ({marks})",
+                                            chunk).fetchall())
+        missing = [v for v in vids if v not in found]
+        if missing:
+            raise VectorIndexError(f"{self.path}: no notes for phrase vector {missing[0]} ({len(missing)} missing)")
+        return [found[v] for v in vids]
 
     def phrase_table(self) -> PhraseTable:
         rows = np.array(self._conn.execute(

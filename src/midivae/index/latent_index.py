@@ -21,6 +21,7 @@ from midivae.index.catalogue import Catalogue, PhraseTable, SongRecord
 from midivae.index.base import VectorIndex
 from midivae.index.encoders import SearchLayout
 from midivae.index.faiss_index import FaissIndex, IndexSpec, normalise
+from midivae.verify import PhraseNotes
 
 #: Vector index backends by the name stored in the catalogue (``meta.backend``). A distributed
 #: store (Qdrant, Milvus, ...) is one more entry: a class with the VectorIndex methods and a
@@ -143,6 +144,15 @@ class LatentIndex:
     def coarse(self, vectors: np.ndarray) -> np.ndarray:
         """The part of search vectors the phrase index scans."""
         return vectors[:, : self.coarse_dims] if self.coarse_dims else vectors
+
+    @property
+    def keeps_notes(self) -> bool:
+        """Whether the catalogue holds every phrase's notes, which the search's exact verify reads."""
+        return self.catalogue.keeps_notes()
+
+    def phrase_notes(self, vector_ids: np.ndarray) -> PhraseNotes:
+        """The notes of stored phrases, in the order asked."""
+        return PhraseNotes.from_blobs(self.catalogue.phrase_notes(vector_ids))
 
     def song_keys_of(self, vector_ids: np.ndarray) -> np.ndarray:
         """Song key of each phrase vector id (all must be in the index)."""
@@ -335,14 +345,18 @@ class IndexWriter:
         return self.catalogue.find(song_id) is not None
 
     def add_song(self, song_id: str, vectors: np.ndarray, bar_offsets: np.ndarray, *, title: str = "",
-                 path: str = "", source: str = "", content_hash: str = "", tempo: float = float("nan")) -> None:
+                 path: str = "", source: str = "", content_hash: str = "", tempo: float = float("nan"),
+                 notes: PhraseNotes | None = None) -> None:
+        """Add one song's phrase vectors; ``notes`` (its phrases' notes) let the search verify its
+        near-tied candidates (midivae.verify): a song added without them turns that off for the index."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.latent_dim or len(vectors) != len(bar_offsets):
             raise VectorIndexError(f"song {song_id!r}: expected ({len(bar_offsets)}, {self.latent_dim}) vectors, "
                                    f"got {vectors.shape}")
         if len(vectors) == 0:
             raise VectorIndexError(f"song {song_id!r} has no phrases")
-        key, vids = self.catalogue.add_song(song_id, title or song_id, path, source, content_hash, bar_offsets, tempo)
+        key, vids = self.catalogue.add_song(song_id, title or song_id, path, source, content_hash, bar_offsets, tempo,
+                                            notes.to_blobs() if notes is not None else None)
         self._pending.append((key, vids, vectors))
         self.added.append(song_id)
 

@@ -51,6 +51,7 @@ from midivae.index.latent_index import LatentIndex
 from midivae.index.sources import content_hash, read_phrases
 from midivae.song import Phrases
 from midivae.search_space import tempo_term
+from midivae.verify import DEFAULT_VERIFY, PhraseNotes, VerifyConfig, near_ties, nearest, verified
 
 RULES: tuple[str, ...] = ("nearest", "mean")
 DEFAULT_RULE = "mean"
@@ -85,6 +86,8 @@ class SearchResult:
     any_key: bool
     excluded: tuple[str, ...]
     hits: tuple[SongHit, ...]
+    #: whether near-tied candidates were re-ordered by their notes (see rank_songs)
+    verified: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +105,9 @@ class QueryVectors:
     content_hash: str = ""
     exclude_song_id: str | None = None
     tempo: float = float("nan")  # the query song's tempo (BPM; NaN: unknown)
+    #: the notes of each row of ``vectors`` (shift-major, as the vectors flattened), which the exact
+    #: verify reads (None: unknown, no verify)
+    notes: PhraseNotes | None = None
 
 
 def transpose_phrases(phrases: np.ndarray, shift: int) -> np.ndarray:
@@ -126,7 +132,7 @@ def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_
     batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
     vectors = encode_search(encoder, batch, tempo=phrases.tempo).reshape(len(shifts), len(phrases), -1)
     return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
-                        exclude_song_id, phrases.tempo)
+                        exclude_song_id, phrases.tempo, PhraseNotes.from_phrases(batch))
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -181,7 +187,7 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
     vectors = index.search_vectors(vids)[None]
     return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id,
-                        float(index.song_tempi([record.song_key])[0]))
+                        float(index.song_tempi([record.song_key])[0]), index.phrase_notes(vids) if index.keeps_notes else None)
 
 
 def query_from_file(path: str | os.PathLike[str], encoder: Encoder, bars: tuple[int, int] | None,
@@ -226,7 +232,7 @@ def pairwise_distances(queries: np.ndarray, stored: np.ndarray, metric: str) -> 
 
 
 def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shifts: int, rule: str,
-                 shortlists: np.ndarray | None = None, tempo: float = float("nan")):
+                 shortlists: np.ndarray | None = None, tempo: float = float("nan"), verified: Verified | None = None):
     """Exact song scores of ``keys`` against every stored phrase of each song (plus, for a query of
     several phrases, the tempo term where the index has one: midivae.search_space.tempo_term).
 
@@ -234,6 +240,7 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     phrases of the songs)`` with song ``j``'s phrases at ``offsets[j] : offsets[j] + lengths[j]``.
     With fingerprints, ``shortlists`` (vector ids, a row per query row) are the phrases that get
     the fingerprint term: distance + weight x (1 - landmark similarity); the rest + weight.
+    ``verified``: the distances the exact verify set (:func:`_verify_candidates`) replace the computed ones.
     """
     table = index.table()
     starts, stops = table.song_ranges(keys)
@@ -248,6 +255,8 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     dist = pairwise_distances(query, stored, index.metric)
     if query_sig is not None and shortlists is not None:
         dist = fingerprint_term(dist, vids, shortlists, query_sig, stored_sig, index.fp_weight)
+    if verified is not None:
+        verified.apply(dist, vids)
     per_song = np.minimum.reduceat(dist, offsets, axis=1).reshape(n_shifts, -1, keys.size)
     score = per_song.mean(axis=1) if rule == "mean" else per_song.min(axis=1)  # (shifts, songs)
     if index.layout.tempo_weight and len(flat) // n_shifts > 1:  # the song part (and its tempo) left out
@@ -269,14 +278,72 @@ def fingerprint_term(dist: np.ndarray, vids: np.ndarray, shortlists: np.ndarray,
     return out
 
 
+@dataclass(frozen=True)
+class Verified:
+    """The distances the exact verify set: query row ``rows[i]`` to phrase ``vids[i]`` is ``dists[i]``."""
+
+    rows: np.ndarray
+    vids: np.ndarray
+    dists: np.ndarray
+
+    def apply(self, dist: np.ndarray, vids: np.ndarray) -> None:
+        """Write them into ``dist`` (query rows x phrases ``vids``) where it holds their phrase."""
+        order = np.argsort(vids, kind="stable")
+        pos = np.minimum(np.searchsorted(vids[order], self.vids), len(vids) - 1)
+        there = vids[order][pos] == self.vids
+        dist[self.rows[there], order[pos[there]]] = self.dists[there]
+
+
+class _NearestPhrases:
+    """Each query row's ``m`` nearest phrases over the songs scored so far (distance, then vector id)."""
+
+    def __init__(self, n_rows: int, m: int) -> None:
+        self.m = m
+        self.dists = np.zeros((n_rows, 0), np.float32)
+        self.vids = np.zeros((n_rows, 0), np.int64)
+
+    def add(self, dist: np.ndarray, vids: np.ndarray) -> None:
+        cols, d = nearest(dist, self.m)
+        dists = np.concatenate([self.dists, d], axis=1)
+        ids = np.concatenate([self.vids, vids[cols]], axis=1)
+        keep = np.lexsort((ids, dists), axis=1)[:, : self.m]
+        self.dists, self.vids = np.take_along_axis(dists, keep, axis=1), np.take_along_axis(ids, keep, axis=1)
+
+
+def _verify_candidates(index: LatentIndex, query: QueryVectors, best: _NearestPhrases,
+                       config: VerifyConfig) -> Verified | None:
+    """The exact verify of each query row's near-tied nearest phrases (midivae.verify); None where
+    no row has a near tie or the notes order none differently."""
+    near = near_ties(best.dists, config.margin)
+    if not near.any():
+        return None
+    needed = np.unique(best.vids[near])  # only the near-tied phrases' notes are read
+    pos = np.minimum(np.searchsorted(needed, best.vids), needed.size - 1)
+    new, _ = verified(best.dists, pos, query.notes, index.phrase_notes(needed), config)
+    rows, cols = np.nonzero(new != best.dists)
+    if rows.size == 0:
+        return None
+    return Verified(rows, best.vids[rows, cols], new[rows, cols].astype(np.float32))
+
+
+def verifies(index: LatentIndex, query: QueryVectors, verify: VerifyConfig | None) -> bool:
+    """Whether a search runs the exact verify: asked, a cosine index that keeps every phrase's
+    notes (an index built before it did searches without), and a query whose notes are known."""
+    return verify is not None and index.metric == "cosine" and index.keeps_notes and query.notes is not None
+
+
 def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
-               candidates: int | None = None) -> list[SongHit]:
+               candidates: int | None = None, verify: VerifyConfig | None = DEFAULT_VERIFY) -> list[SongHit]:
     """The ``k`` songs nearest to the query under ``rule`` (see the module docstring).
 
     Candidate songs come from each query vector's ``candidates`` nearest phrases. Their neighbour
     lists give every candidate a lower bound of its score (a song absent from a list is at least
     as far as that list's last entry); candidates are then scored exactly in lower-bound order
     until the k-th exact score is below the next bound, so few songs are scored in full.
+
+    ``verify`` (where :func:`verifies`): each query row's nearest phrases among the scored songs
+    that lie within the margin of its best are re-ordered by their notes (midivae.verify), and the
+    songs they belong to scored again with the distances it set.
     """
     if rule not in RULES:
         raise VectorIndexError(f"unknown ranking rule {rule!r} (choose from {', '.join(RULES)})")
@@ -317,16 +384,26 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     chunk = max(4 * k, 64)
     scored: list[np.ndarray] = []
     scores: list[np.ndarray] = []
+    best = _NearestPhrases(len(flat), verify.candidates) if verifies(index, query, verify) else None
+    table = index.table()
     for pos in range(0, cand.size, chunk):
         sel = by_bound[pos : pos + chunk]
         scored.append(sel)
-        scores.append(_score_songs(index, flat, cand[sel], n_shifts, rule, shortlists, query.tempo)[0])
+        score, _, dist, cols, _, _ = _score_songs(index, flat, cand[sel], n_shifts, rule, shortlists, query.tempo)
+        scores.append(score)
+        if best is not None:
+            best.add(dist, table.vector_ids[cols])
         so_far = np.concatenate(scores)
         nxt = pos + chunk
         if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] <= bound[by_bound[nxt]]):
             break
     sel = np.concatenate(scored)
     song_score = np.concatenate(scores)
+    checked = _verify_candidates(index, query, best, verify) if best is not None else None
+    if checked is not None:  # the songs of the phrases it moved, scored again
+        again = np.isin(cand[sel], index.song_keys_of(np.unique(checked.vids)))
+        song_score[again] = _score_songs(index, flat, cand[sel][again], n_shifts, rule, shortlists, query.tempo,
+                                         checked)[0]
 
     # distance, then song id among (near-)ties, so the order does not depend on the build history
     by_score = np.argsort(song_score, kind="stable")
@@ -337,8 +414,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
                                                  records[int(cand[sel[j]])].song_id))[:k]
     top = cand[sel[order]]
     score, best_shift, dist, cols, offsets, lengths = _score_songs(index, flat, top, n_shifts, rule, shortlists,
-                                                                   query.tempo)
-    table = index.table()
+                                                                   query.tempo, checked)
     hits = []
     for j, key in enumerate(top):
         s = int(best_shift[j])
@@ -355,9 +431,10 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
 
 
 def search(index: LatentIndex, query: str, encoder_factory, k: int = 10, bars: tuple[int, int] | None = None,
-           any_key: bool = False, rule: str = DEFAULT_RULE) -> SearchResult:
+           any_key: bool = False, rule: str = DEFAULT_RULE, verify: VerifyConfig | None = DEFAULT_VERIFY) -> SearchResult:
     """Read, cut, encode and search: the library behind ``midivae search``."""
     q = resolve_query(index, query, encoder_factory, bars, any_key)
-    hits = rank_songs(index, q, k=k, rule=rule)
+    hits = rank_songs(index, q, k=k, rule=rule, verify=verify)
     return SearchResult(query=q.label, query_kind=q.kind, n_query_phrases=int(q.vectors.shape[1]), rule=rule,
-                        any_key=any_key, excluded=(q.exclude_song_id,) if q.exclude_song_id else (), hits=tuple(hits))
+                        any_key=any_key, excluded=(q.exclude_song_id,) if q.exclude_song_id else (), hits=tuple(hits),
+                        verified=verifies(index, q, verify))

@@ -15,7 +15,8 @@ from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_p
 from midivae.evaluate.metrics import group_min, pairwise, rank_of_target, tie_tolerance
 from midivae.evaluate.parallel import progress_bar
 from midivae.evaluate.tasks import chunks
-from midivae.evaluate.tasks.chunks import _concat, _hits, embed_flat, query_chunk
+from midivae.evaluate.tasks.chunks import _concat, _hits, embed_flat, flat_notes, query_chunk, verify_chunk
+from midivae.verify import PhraseNotes
 
 #: Any-key search costs 12 searches per query: it runs on this many of the robustness queries.
 ANY_KEY_QUERIES = 500
@@ -145,6 +146,8 @@ def robustness(
     transpositions of the altered phrase and keeps each candidate's best distance, on the first
     ``any_key_queries`` kept queries (12x the search cost; None: all of them).
     ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
+    Where the embedding's search runs the exact verify (``emb.verify``: midivae.verify), every
+    query's distances are the verified ones (``verified_share``: the share of queries it ran on).
     """
     from midivae.evaluate.alterations import ANY_KEY_SHIFTS, TRANSPOSITIONS, transpose
 
@@ -155,6 +158,7 @@ def robustness(
         queries = altered_queries(songs, n_queries, alterations, seed)
     vecs = embed_flat(emb, flat) if vectors is None else vectors
     index = emb.prepare(vecs)
+    index_notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
     rows = queries.rows
     song_sizes = np.bincount(flat.song, minlength=len(songs))
     # queries sampled from this collection carry their copies; from its first songs only (an
@@ -167,6 +171,7 @@ def robustness(
         kept_rows = rows[keep]
         qpos_all = np.nonzero(keep)[0]
         song_st, row_st, song_ak, row_ak, found_instead = [], [], [], [], []
+        n_verified = 0
         step = query_chunk(len(flat))
         for a in range(0, len(kept_rows), step):
             altered = unpack(queries.packed[name][a : a + step])
@@ -174,6 +179,7 @@ def robustness(
             tempo = flat.tempo[target]  # an alteration of the notes keeps the song's tempo
             q = emb.prepare(embed_phrases(emb, altered, tempo))
             d = pairwise(q, index)
+            n_verified += verify_chunk(emb, d, _notes(emb, altered), index_notes)
             tol = tie_tolerance(q, index)
             s0, r0 = self_ranks(d, flat, target, qpos, dup_q, dup_c, tol)
             song_st.append(s0)
@@ -186,13 +192,18 @@ def robustness(
                 best = d
                 for shift in ANY_KEY_SHIFTS:
                     if shift != 0:
-                        qv = emb.prepare(embed_phrases(emb, transpose(altered, shift), tempo))
-                        best = np.minimum(best, pairwise(qv, index))
+                        moved = transpose(altered, shift)
+                        qv = emb.prepare(embed_phrases(emb, moved, tempo))
+                        d_shift = pairwise(qv, index)
+                        verify_chunk(emb, d_shift, _notes(emb, moved), index_notes)  # each key verified, as the index
+                        best = np.minimum(best, d_shift)
                 s1, r1 = self_ranks(best, flat, target, qpos, dup_q, dup_c, tol)
                 song_ak.append(s1)
                 row_ak.append(r1)
             bar.update(len(s0.closer))
         got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum())}
+        if emb.verify is not None:  # the share of queries with a near tie for the notes to order
+            got[f"{name}/verified_share"] = n_verified / max(1, int(keep.sum()))
         phrase_hits, n_phrases = _concat(row_st).hit(1), song_sizes[flat.song[kept_rows]]
         for lo, hi in SONG_LENGTH_GROUPS:  # where the phrase-level misses come from
             group = (n_phrases >= lo) & (n_phrases < (hi if hi is not None else np.inf))
@@ -216,6 +227,10 @@ def robustness(
         for name, keep in queries.kept.items():
             out.update(ranks_under(name, keep, bar))
     return out
+
+
+def _notes(emb: Embedding, phrases: np.ndarray) -> PhraseNotes | None:
+    return PhraseNotes.from_phrases(phrases) if emb.verify is not None else None
 
 
 def _copies_in_chunk(qpos: np.ndarray, dup_q: np.ndarray, dup_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from midivae.evaluate.metrics import (
     tie_tolerance,
 )
 from midivae.evaluate.parallel import map_chunks, progress_bar
+from midivae.verify import PhraseNotes, verify_in_place
 
 QUERY_CHUNK = 256
 #: cells (query rows x collection phrases) of one chunk's distance matrix: 2**23, 64 MB in float64.
@@ -43,6 +44,22 @@ def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch
         return embed_batches(emb, _counted_batches(zip(flat.batches(rows, batch), tempi), bar))
 
 
+def flat_notes(emb: Embedding, flat: Flat, batch: int = 256) -> PhraseNotes | None:
+    """The notes of every phrase of a :class:`Flat` where ``emb`` verifies its search (else None)."""
+    if emb.verify is None:
+        return None
+    return PhraseNotes.concat([PhraseNotes.from_phrases(b) for b in flat.batches(np.arange(len(flat)), batch)])
+
+
+def verify_chunk(emb: Embedding, d: np.ndarray, query_notes: PhraseNotes | None,
+                 index_notes: PhraseNotes | None) -> int:
+    """``d`` (a chunk's queries x the index) after the exact verify ``emb``'s search runs, in place
+    (nothing where it runs none); returns how many queries it ran on."""
+    if emb.verify is None or query_notes is None or index_notes is None:
+        return 0
+    return verify_in_place(d, query_notes, index_notes, emb.verify)
+
+
 def _counted_batches(batches: Iterable[tuple[np.ndarray, np.ndarray]], bar) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for b in batches:
         yield b
@@ -55,17 +72,22 @@ def _song_ranks(
     starts: np.ndarray,
     target_song: np.ndarray,
     target_row: np.ndarray | None = None,
+    verify: tuple[Embedding, PhraseNotes, PhraseNotes] | None = None,
 ) -> dict[str, np.ndarray]:
     """Song-level (min over a song's phrases) and, optionally, phrase-level ranks of the targets.
 
     ``starts`` are the first index rows of each song group (index rows sorted by song);
     ``target_song`` is the group position of each query's song, ``target_row`` the index row of
-    the phrase it should find.
+    the phrase it should find. ``verify``: (embedding, the queries' notes, the index's notes), the
+    exact verify the embedding's search runs (:func:`verify_chunk`).
     """
 
     def ranks(at: np.ndarray) -> tuple[RankStats, RankStats | None]:
         q = take(queries, at)
         d = pairwise(q, index)
+        if verify is not None:
+            emb, query_notes, index_notes = verify
+            verify_chunk(emb, d, query_notes.take(at), index_notes)
         tol = tie_tolerance(q, index)
         song = rank_of_target(group_min(d, starts), target_song[at], tol)
         return song, (rank_of_target(d, target_row[at], tol) if target_row is not None else None)

@@ -8,7 +8,7 @@ import numpy as np
 
 from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding
-from midivae.evaluate.tasks.chunks import _hits, _song_ranks, embed_flat
+from midivae.evaluate.tasks.chunks import _hits, _song_ranks, embed_flat, flat_notes
 
 
 def excerpt_split(flat: Flat, n_songs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +62,9 @@ def excerpt_retrieval(
     position = np.full(len(songs), -1, dtype=np.int64)
     position[groups] = np.arange(len(groups))
     target = position[flat.song[query_rows]]
-    stats = _song_ranks(queries, index, starts, target)["song"]
+    notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
+    verify = (emb, notes.take(query_rows), notes.take(index_rows)) if notes is not None else None
+    stats = _song_ranks(queries, index, starts, target, verify=verify)["song"]
     out = _hits(stats, ks)
     out.update(n_songs=int(len(groups)), n_index=int(len(index_rows)), n_queries=int(len(query_rows)),
                chance_hit1=1.0 / len(groups))

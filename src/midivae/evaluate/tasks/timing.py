@@ -10,9 +10,10 @@ import numpy as np
 
 from midivae.evaluate.data import Flat, SongPhrases, as_songs, flatten, unpack
 from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_phrases
-from midivae.evaluate.metrics import Prepared, is_two_stage
+from midivae.evaluate.metrics import Prepared, is_two_stage, pairwise
 from midivae.evaluate.parallel import one_blas_thread
-from midivae.evaluate.tasks.chunks import embed_flat
+from midivae.evaluate.tasks.chunks import embed_flat, flat_notes
+from midivae.verify import PhraseNotes, VerifyConfig, near_ties, nearest, note_scores_one, query_codes
 
 QUERY_K = 100
 
@@ -83,10 +84,12 @@ class ExactScan:
 
 def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, distance: str, shortlist: int,
                     coarse_q: np.ndarray, q: np.ndarray, k: int,
-                    fingerprints: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
+                    fingerprints: tuple[np.ndarray, np.ndarray, float] | None = None,
+                    verify: NoteCheck | None = None) -> np.ndarray:
     """Scan the coarse vectors, re-rank the ``shortlist`` nearest by the whole vectors (row-major
     ``fine``; with ``fingerprints`` = (index signatures, query signature, weight) plus the
-    fingerprint term), the rest of the top ``k`` after them in coarse order (as ``pairwise`` ranks)."""
+    fingerprint term), the rest of the top ``k`` after them in coarse order (as ``pairwise`` ranks);
+    with ``verify``, the near-tied first ones re-ordered by their notes (:func:`verified_order`)."""
     sim = coarse.similarities(coarse_q)
     if shortlist < k:  # the rest of the top k keeps the coarse order
         top = select_top(sim, k)
@@ -102,8 +105,38 @@ def two_stage_top_k(coarse: ExactScan, fine: np.ndarray, fine_sq: np.ndarray, di
         if signature[0] >= 0:  # a phrase without landmarks matches nothing: the same term for all
             same = (signatures.take(short, axis=0) == signature).sum(axis=1, dtype=np.float32)
             dist -= np.float32(weight / signature.size) * same
-    ranked = short[np.argsort(dist, kind="stable")]
+    order = np.argsort(dist, kind="stable")
+    ranked = short[order]
+    if verify is not None:
+        ranked = verified_order(ranked, dist[order], verify)
     return ranked[:k] if rest is None else np.concatenate([ranked, rest])
+
+
+@dataclass(frozen=True)
+class NoteCheck:
+    """What one query's exact verify reads: its note codes (midivae.verify.query_codes) and the index's notes."""
+
+    query: np.ndarray
+    index: PhraseNotes
+    config: VerifyConfig
+
+
+def verified_order(ranked: np.ndarray, dist: np.ndarray, check: NoteCheck) -> np.ndarray:
+    """``ranked`` (index rows, nearest first, at ``dist``: any distance up to a constant) with its
+    near-tied first rows re-ordered by their notes, highest score first (equal scores keep their
+    order), as the index's search orders them (midivae.verify)."""
+    m = min(check.config.candidates, len(ranked))
+    if m < 2:
+        return ranked
+    limit = dist[0] + check.config.margin
+    n_near = int(np.count_nonzero(dist[:m] <= limit))
+    if n_near < 2:
+        return ranked
+    scores = note_scores_one(check.query, check.index, ranked[:n_near], check.config).tolist()
+    head = sorted(range(n_near), key=lambda j: -scores[j])
+    out = ranked.copy()
+    out[:n_near] = ranked[head]
+    return out
 
 
 def _fastest_layout(time_layout: Callable[[bool], float]) -> float:
@@ -153,21 +186,22 @@ def raw_dense_rows(flat: Flat, query_phrases: np.ndarray,
 
 
 def paired_query_ms(index: Prepared, queries: Prepared, k: int, flat: Flat, query_phrases: np.ndarray,
-                    rounds: int = PAIRED_ROUNDS) -> tuple[float, float]:
+                    rounds: int = PAIRED_ROUNDS, checks: list[NoteCheck] | None = None) -> tuple[float, float]:
     """(query ms, raw dense scan ms), each the fastest of ``rounds`` timings taken in alternation:
     both meet the same machine, so their ratio does not depend on what else ran on it meanwhile
     (timed apart, in one report's method after another, the ratio moved by 2x)."""
     raw_rows, raw_queries = raw_dense_rows(flat, query_phrases)
     query, dense = float("inf"), float("inf")
     for _ in range(rounds):
-        query = min(query, query_seconds(index, queries, k) * 1000)
+        query = min(query, query_seconds(index, queries, k, checks) * 1000)
         dense = min(dense, _scan_ms(raw_rows, np.ones(len(raw_rows), np.float32), "cosine", raw_queries, len(flat)))
     return query, dense
 
 
-def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
+def query_seconds(index: Prepared, queries: Prepared, k: int, checks: list[NoteCheck] | None = None) -> float:
     """Seconds per single-query top-k search on one thread: the :class:`ExactScan` of the dense
-    vectors (two-stage vectors: :func:`two_stage_top_k`), a scipy sparse product for sparse ones."""
+    vectors (two-stage vectors: :func:`two_stage_top_k`), a scipy sparse product for sparse ones;
+    ``checks`` (one per query): each search ends with the exact verify (:func:`verified_order`)."""
     import scipy.sparse as sp
 
     if sp.issparse(index.vectors):
@@ -188,14 +222,27 @@ def query_seconds(index: Prepared, queries: Prepared, k: int) -> float:
             coarse = ExactScan.of(c.vectors, c.sq_norms, c.distance, column_major)
             fp = index.signatures is not None and queries.signatures is not None
             search = lambda i: two_stage_top_k(coarse, fine, fine_sq, index.distance, index.shortlist, qc[i], qv[i], k,
-                                               (index.signatures, queries.signatures[i], index.fp_weight) if fp else None)
+                                               (index.signatures, queries.signatures[i], index.fp_weight) if fp else None,
+                                               checks[i] if checks else None)
         else:
             scan = ExactScan.of(index.vectors, index.sq_norms, index.distance, column_major)
-            search = lambda i: scan.top_k(qv[i], k)
+
+            def search(i: int) -> np.ndarray:
+                sim = scan.similarities(qv[i])
+                top = select_top(sim, k)
+                return verified_order(top, -sim[top], checks[i]) if checks else top
         return _seconds_per_call(search, len(qv))
 
     with one_blas_thread():
         return _fastest_layout(timed)
+
+
+def verified_share(index: Prepared, queries: Prepared, checks: list[NoteCheck]) -> float:
+    """The share of the timed queries with a near tie among their first candidates: those the
+    verify runs its join on (the others cost one comparison)."""
+    config = checks[0].config
+    near = near_ties(nearest(pairwise(queries, index), config.candidates)[1], config.margin)
+    return float(near[:, 0].mean()) if len(near) else 0.0
 
 
 def cost(
@@ -236,12 +283,20 @@ def cost(
     index = emb.prepare(vecs)
     qv = emb.prepare(embed_phrases(emb, phrases[:n_queries], flat.tempo[rows[:n_queries]]))
     k = min(QUERY_K, len(flat))
-    seconds = query_seconds(index, qv, k=k)
+    checks = None
+    if emb.verify is not None:  # the search's exact verify, each query's notes read with its vector
+        index_notes = flat_notes(emb, flat)
+        query_notes = PhraseNotes.from_phrases(phrases[:n_queries])
+        index_notes.windows(emb.verify.max_offset)  # index-side, computed once as the vectors' norms
+        checks = [NoteCheck(query_codes(query_notes, i), index_notes, emb.verify) for i in range(len(query_notes))]
+    seconds = query_seconds(index, qv, k=k, checks=checks)
     extra = {}
+    if checks:
+        extra["verified_share"] = verified_share(index, qv, checks)
     if hasattr(index.vectors, "toarray"):
         extra["query_ms_dense"] = dense_scan_ms(index, qv)
     if paired:
-        query_ms, dense_ms = paired_query_ms(index, qv, k, flat, phrases)
+        query_ms, dense_ms = paired_query_ms(index, qv, k, flat, phrases, checks=checks)
         extra.update(query_ms_paired=query_ms, raw_dense_ms_paired=dense_ms, speedup_vs_raw_dense=dense_ms / query_ms,
                      paired_rounds=PAIRED_ROUNDS, paired_dense_queries=PAIRED_DENSE_QUERIES)
     return {
