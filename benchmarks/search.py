@@ -326,7 +326,7 @@ def e2e(songs_dir: list[Path], midi: Path, encoder, checkpoint: str, repeats: in
     stale = True
     if (index_dir / "MANIFEST.json").exists():
         with LatentIndex.open(index_dir) as ix:
-            stale = (ix.checkpoint_id, ix.search_id) != (encoder.checkpoint_id, layout.search_id)
+            stale = (ix.checkpoint_id, ix.search_id) != (encoder.checkpoint_id, layout.search_id) or not ix.keeps_notes
     t = time.perf_counter()
     if stale:
         build_index(songs_dir, index_dir, encoder, checkpoint=checkpoint, overwrite=True)
@@ -336,7 +336,12 @@ def e2e(songs_dir: list[Path], midi: Path, encoder, checkpoint: str, repeats: in
         ix.check_encoder(encoder.checkpoint_id, layout.search_id)
         ix.table()
         search(ix, str(midi), lambda: encoder)  # warm
-        total = timed(lambda i: search(ix, str(midi), lambda: encoder, k=10), repeats)
+        # with and without the exact verify (midivae.verify), a third of the runs each in turn
+        total, plain = np.array([]), np.array([])
+        for _ in range(3):
+            total = np.r_[total, timed(lambda i: search(ix, str(midi), lambda: encoder, k=10), repeats // 3)]
+            plain = np.r_[plain, timed(lambda i: search(ix, str(midi), lambda: encoder, k=10, verify=None), repeats // 3)]
+        verified = search(ix, str(midi), lambda: encoder, k=10).verified
         read = timed(lambda i: read_phrases(midi), repeats)
         phrases = read_phrases(midi)
         enc = timed(lambda i: encode_search(encoder, phrases.phrases), repeats)
@@ -346,6 +351,8 @@ def e2e(songs_dir: list[Path], midi: Path, encoder, checkpoint: str, repeats: in
         f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, "
         f"encode p50 {np.median(enc):.1f} ms; index built in {build_s:.0f} s" if build_s > 1 else
         f"{midi.name}: {len(phrases)} phrases; read+cut p50 {np.median(read):.1f} ms, encode p50 {np.median(enc):.1f} ms")
+    row(f"same, --no-verify (the exact verify {'skipped' if verified else 'not run either: the index keeps no notes'})",
+        size, *pct(plain), f"verify cost p50 {np.median(total) - np.median(plain):+.1f} ms")
     row(f"end-to-end search, --any-key (12 transpositions), encoder {encoder.checkpoint_id}", size, *pct(any_key), "")
 
 

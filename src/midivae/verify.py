@@ -9,7 +9,9 @@ Per query phrase, the search's first ``candidates`` phrases that lie within ``ma
 distance are re-ordered by how many of the query's notes each holds at its best time offset
 (within ``max_offset`` steps): a Tversky score, each query note it misses weighing 1 and each of
 its own extra notes ``beta`` (so a note drop, which only removes, keeps the original on top, and a
-denser near-repeat does not win by holding more). Equal scores keep the search's order. The
+denser near-repeat does not win by holding more). Equal scores keep the search's order, and a
+row where no candidate scores ``min_score`` keeps it too (the notes confirm none of them: a query
+in another key than its original, searched without --any-key). The
 re-order is written back as distances: the near-tied candidates' distances, sorted, are handed
 out again in the verify's order (each one whose score differs from the one before it at least
 :data:`STEP` after it), so song scores move by at most the margin and a tie the notes cannot break
@@ -47,6 +49,10 @@ class VerifyConfig:
     margin: float = 0.03
     beta: float = 0.1
     max_offset: int = 24
+    #: a row is re-ordered only where some candidate's score reaches this: notes that confirm no
+    #: candidate (a query in another key, searched without --any-key) leave the search's order
+    #: (validation: 0.5 still lost transposed queries' phrase Hit@1, 0.9 began to lose shifts)
+    min_score: float = 0.7
 
 
 DEFAULT_VERIFY = VerifyConfig()
@@ -174,21 +180,32 @@ def query_codes(notes: PhraseNotes, row: int) -> np.ndarray:
 def note_scores_one(codes: np.ndarray, candidates: PhraseNotes, candidate_rows: np.ndarray,
                     config: VerifyConfig = DEFAULT_VERIFY) -> np.ndarray:
     """:func:`note_scores` of one query (its :func:`query_codes`) against several candidates."""
+    reach, width = config.max_offset, 2 * config.max_offset + 1
     rows = np.asarray(candidate_rows, dtype=np.int64)
-    return _scores(codes, np.full(len(rows), len(codes)), candidates, rows, config, one_query=True)
+    bounds = [(int(candidates.starts[r]), int(candidates.starts[r + 1])) for r in rows.tolist()]
+    c_codes = np.concatenate([candidates.codes[a:b] for a, b in bounds])  # a few rows: slices, no ragged gather
+    lo = np.searchsorted(codes, c_codes - reach, "left")
+    n = np.searchsorted(codes, c_codes + reach, "right") - lo
+    c_of = np.repeat(np.arange(len(c_codes)), n)
+    q_of = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(c_of.size)
+    offset_of = codes[q_of] - c_codes[c_of] + reach
+    pair_of = np.repeat(np.arange(len(rows)) * width, [b - a for a, b in bounds])
+    overlap = np.bincount(pair_of[c_of] + offset_of, minlength=len(rows) * width).reshape(len(rows), width)
+    window = candidates.windows(reach)[rows]
+    return (overlap / (len(codes) + config.beta * (window - overlap) + 1e-9)).max(axis=1)
 
 
 def _scores(q_codes: np.ndarray, q_counts: np.ndarray, candidates: PhraseNotes, rows: np.ndarray,
-            config: VerifyConfig, one_query: bool = False) -> np.ndarray:
-    """The join behind :func:`note_scores`: ``q_codes`` sorted, each pair's block of codes apart
-    (or, ``one_query``, one query's codes for every pair). A query note and a candidate note of one
-    key whose onsets lie within ``max_offset`` are a pair of codes that close (an onset stays
-    below ONSET_BASE, so a window never reaches another key's codes)."""
+            config: VerifyConfig) -> np.ndarray:
+    """The join behind :func:`note_scores`: ``q_codes`` sorted, each pair's block of codes apart.
+    A query note and a candidate note of one key whose onsets lie within ``max_offset`` are a pair
+    of codes that close (an onset stays below ONSET_BASE, so a window never reaches another key's
+    codes)."""
     n_pairs, reach = len(rows), config.max_offset
     width = 2 * reach + 1
     c_idx, c_counts = _ragged(candidates.starts, rows)
     c_pair = np.repeat(np.arange(n_pairs, dtype=np.int64), c_counts)
-    c_codes = candidates.codes[c_idx] if one_query else candidates.codes[c_idx] + c_pair * _PAIR_BLOCK
+    c_codes = candidates.codes[c_idx] + c_pair * _PAIR_BLOCK
     lo = np.searchsorted(q_codes, c_codes - reach, "left")
     n = np.searchsorted(q_codes, c_codes + reach, "right") - lo
     c_of = np.repeat(np.arange(len(c_codes)), n)
@@ -254,6 +271,7 @@ def verified(dists: np.ndarray, cols: np.ndarray, queries: PhraseNotes, candidat
         return np.asarray(dists, dtype=np.float64), 0
     scores = np.full(near.shape, -np.inf)
     scores[r, c] = note_scores(queries, r, candidates, cols[r, c], config)
+    near &= scores.max(axis=1, keepdims=True) >= config.min_score
     return reorder(dists, near, scores), int(near[:, 0].sum())
 
 

@@ -148,6 +148,20 @@ def test_verify_in_place_finds_the_original_among_near_copies():
     assert sorted(d[0].tolist()) == pytest.approx(sorted(before[0].tolist()))  # the same distances handed out
 
 
+def test_notes_that_confirm_no_candidate_leave_the_order():
+    """A query transposed away from every candidate (its pitched notes match none) keeps the
+    search's order: below min_score the notes say nothing."""
+    phrases = random_phrases(6, seed=4)
+    phrases[:, ..., DRUMS] = False
+    moved = np.roll(phrases[0], 7, axis=2)  # up 7 pitch indices (shifted out of every phrase's range)
+    notes = PhraseNotes.from_phrases(np.concatenate([phrases, moved[None]]))
+    d = np.array([[0.100, 0.101, 0.102, 0.5, 0.6, 0.7]])
+    before = d.copy()
+    assert note_scores(notes, np.zeros(3, np.int64) + 6, notes, np.arange(3)).max() < CONFIG.min_score
+    assert verify_in_place(d, notes.take([6]), notes.take(np.arange(6)), CONFIG) == 0
+    assert np.array_equal(d, before)
+
+
 # ---- the index ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

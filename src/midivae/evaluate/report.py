@@ -257,6 +257,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
                         row.append(rob.get(f"{a}/{level}_hit1_anykey"))
                 rows.append(row)
             L += [f"**{title}**", "", _table(header, rows), ""]
+        L += _verified_shares(methods, names, present)
         L += _phrase_hit_by_song_length(methods, names, r0)
         L += _what_phrase_misses_found(methods, names, r0)
     if _any(methods, "genre"):
@@ -327,12 +328,15 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
               "float32 (a two-stage method stores its coarse part and its whole vector). *Paired* (model rows): the "
               f"method's query and raw_cosine's dense scan (on {c.get('paired_dense_queries', 5)} of the same queries) timed "
               f"in alternation, {c.get('paired_rounds', 3)} rounds, the fastest of each: a ratio that holds while other jobs load the "
-              "machine, which the columns timed apart (one method after another) do not.", "",
-              _table(["method", "dims", "bytes/phrase", "encode phrases/s", "query ms", "dense ms",
+              "machine, which the columns timed apart (one method after another) do not. A model row whose search "
+              "verifies (see Methods) ends each query with the exact verify of its near-tied first candidates, their "
+              "notes held in memory beside the vectors (its encode rate includes reading a phrase's notes); *verified*: "
+              "the share of the timed queries with a near tie, on which the verify runs its join.", "",
+              _table(["method", "dims", "bytes/phrase", "encode phrases/s", "query ms", "verified", "dense ms",
                       "paired: query ms", "paired: raw dense ms", "paired: speed-up"],
                      [[n] + [_get(methods[n], "cost", k) for k in ("dims", "bytes_per_phrase", "encode_phrases_per_s", "query_ms",
-                                                                  "query_ms_dense", "query_ms_paired", "raw_dense_ms_paired",
-                                                                  "speedup_vs_raw_dense")]
+                                                                  "verified_share", "query_ms_dense", "query_ms_paired",
+                                                                  "raw_dense_ms_paired", "speedup_vs_raw_dense")]
                       for n in names if "cost" in methods[n]]), ""]
     pics = m.get("pictures") or {}
     if pics:
@@ -504,6 +508,17 @@ def _phrase_hit_by_song_length(methods: dict, names: list, r0: dict) -> list[str
     counts = "; ".join(f"{a}: " + ", ".join(f"{r0.get(f'{a}/n_in_songs_{lb}', 0):,}" for lb in labels) for a in present)
     return ["**Phrase Hit@1 by the length of the query's song** (a long song holds more near-repeats of a phrase, "
             f"the phrase-level misses' main source; queries per group: {counts})", "", _table(header, rows), ""]
+
+
+def _verified_shares(methods: dict, names: list, present: list) -> list[str]:
+    """Per method whose search verifies: the share of each alteration's queries with a near tie."""
+    rows = [[n] + [methods[n]["robustness"].get(f"{a}/verified_share") for a in present]
+            for n in names if any(f"{a}/verified_share" in methods[n].get("robustness", {}) for a in present)]
+    if not rows:
+        return []
+    return ["**The exact verify** (methods whose search runs it: each query's first candidates within the margin of "
+            "its best re-ordered by their notes, midivae.verify; the figures above are after it): the share of each "
+            "alteration's queries with such a near tie", "", _table(["method"] + present, rows), ""]
 
 
 def _what_phrase_misses_found(methods: dict, names: list, r0: dict) -> list[str]:

@@ -61,6 +61,9 @@ class IndexInfo:
     #: the catalogue keeps
     tempo_weight: float = 0.0
     songs_with_tempo: int = 0
+    #: whether the catalogue keeps every phrase's notes, which the search's exact verify reads
+    #: (midivae.verify; an index built before session 17 keeps none: rebuild it to verify)
+    phrase_notes: bool = False
 
 
 def song_vector(phrase_vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -214,7 +217,8 @@ class LatentIndex:
             created_at=self.meta.get("created_at", ""), disk_bytes=disk, vector_dims=self.latent_dim,
             coarse_dims=self.coarse_dims,
             shortlist=self.shortlist, search_id=self.search_id, song_dims=self.song_dims,
-            tempo_weight=self.layout.tempo_weight, songs_with_tempo=len(self._known_tempi()[0]))
+            tempo_weight=self.layout.tempo_weight, songs_with_tempo=len(self._known_tempi()[0]),
+            phrase_notes=self.keeps_notes)
 
     def close(self) -> None:
         self.catalogue.close()

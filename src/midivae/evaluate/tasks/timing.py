@@ -133,6 +133,8 @@ def verified_order(ranked: np.ndarray, dist: np.ndarray, check: NoteCheck) -> np
     if n_near < 2:
         return ranked
     scores = note_scores_one(check.query, check.index, ranked[:n_near], check.config).tolist()
+    if max(scores) < check.config.min_score:
+        return ranked
     head = sorted(range(n_near), key=lambda j: -scores[j])
     out = ranked.copy()
     out[:n_near] = ranked[head]
