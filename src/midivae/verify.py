@@ -11,11 +11,10 @@ distance are re-ordered by how many of the query's notes each holds at its best 
 its own extra notes ``beta`` (so a note drop, which only removes, keeps the original on top, and a
 denser near-repeat does not win by holding more). Equal scores keep the search's order, and a
 row where no candidate scores ``min_score`` keeps it too (the notes confirm none of them: a query
-in another key than its original, searched without --any-key). The
-re-order is written back as distances: the near-tied candidates' distances, sorted, are handed
-out again in the verify's order (each one whose score differs from the one before it at least
-:data:`STEP` after it), so song scores move by at most the margin and a tie the notes cannot break
-stays a tie.
+in another key than its original, searched without --any-key). The re-order is written back as
+distances: the near-tied candidates' distances, sorted, are handed out again in the verify's
+order (each one whose score differs from the one before it at least :data:`STEP` after it), so
+song scores move by at most the margin and a tie the notes cannot break stays a tie.
 
 Notes are read in a view of the phrase with the drums as they are and the pitched tracks merged
 into one (a part moved to another instrument still matches): a note is a run of on-cells in one

@@ -162,6 +162,28 @@ def test_notes_that_confirm_no_candidate_leave_the_order():
     assert np.array_equal(d, before)
 
 
+def test_the_cost_tasks_single_query_verify_orders_as_the_matrix_one():
+    """The cost task times one query's verify in its own lean form (``verified_order``): it must
+    order the candidates as the whole-matrix verify the other tasks run."""
+    from midivae.evaluate.tasks.timing import NoteCheck, verified_order
+
+    phrases = random_phrases(40, seed=5)
+    phrases[20:] = phrases[:20]  # copies, and below near-copies: ties in the notes too
+    phrases[30:].reshape(10, STEPS_PER_PHRASE, -1)[:, :, :210] = False
+    notes = PhraseNotes.from_phrases(phrases)
+    rng = np.random.default_rng(1)
+    moved = 0
+    for q in range(20):
+        d = rng.uniform(0.1, 0.16, (1, 40))
+        d[0, q + 20] = d[0].min() + 0.005  # its copy (or near-copy) within the margin
+        ranked = np.argsort(d[0], kind="stable")
+        lean = verified_order(ranked, d[0, ranked], NoteCheck(query_codes(notes, q), notes, CONFIG))
+        verify_in_place(d, notes.take([q]), notes, CONFIG)
+        assert lean[: CONFIG.candidates].tolist() == np.argsort(d[0], kind="stable")[: CONFIG.candidates].tolist()
+        moved += lean[0] != ranked[0]
+    assert moved >= 5
+
+
 # ---- the index ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

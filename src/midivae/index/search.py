@@ -23,6 +23,11 @@ see ``midivae.model.search_head``) retrieves candidates by the short coarse part
 vectors (at least its ``shortlist`` nearest phrases per query phrase) and scores them on the whole
 vectors (bar order included).
 
+The exact verify (``midivae.verify``, on by default where the index keeps every phrase's notes):
+each query phrase's nearest phrases that lie within a small margin of its best are re-ordered by
+their notes, which a compact vector cannot tell apart when they differ by a note held a step
+longer; the songs of the phrases it moved are scored again with the distances it set.
+
 ``any_key``: the query is also encoded in all 12 transpositions of its pitched tracks (shifts
 -6..+5 semitones, drums untouched, notes shifted off the 84-pitch range dropped); each song keeps
 its best transposition, reported as ``transpose`` (semitones applied to the query).
@@ -186,8 +191,9 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
         if vids.size == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
     vectors = index.search_vectors(vids)[None]
+    notes = index.phrase_notes(vids) if index.keeps_notes else None
     return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id,
-                        float(index.song_tempi([record.song_key])[0]), index.phrase_notes(vids) if index.keeps_notes else None)
+                        float(index.song_tempi([record.song_key])[0]), notes)
 
 
 def query_from_file(path: str | os.PathLike[str], encoder: Encoder, bars: tuple[int, int] | None,

@@ -22,7 +22,7 @@ from midivae.evaluate.metrics import (
     two_stage,
 )
 from midivae.evaluate.parallel import map_chunks
-from midivae.evaluate.tasks.chunks import embed_flat, query_chunk
+from midivae.evaluate.tasks.chunks import embed_flat, flat_notes, query_chunk, verify_chunk
 
 
 def version_identification(
@@ -43,7 +43,9 @@ def version_identification(
     sides: a model's search vectors without their song part). Hit@k and MRR of the first other
     version, ties in expectation. An embedding with a ``tempo_weight`` (a model whose search head
     reads tempo) adds, for a query of several phrases, that weight x (1 - tempo agreement) to each
-    file's distance, as the index does (midivae.search_space.tempo_term). ``trim`` > 0: the mean
+    file's distance, as the index does (midivae.search_space.tempo_term). Where the search runs
+    the exact verify (``emb.verify``), each query phrase's near-tied nearest phrases among the
+    files scored exactly are re-ordered by their notes first, as the index does. ``trim`` > 0: the mean
     over the query's nearest phrases only,
     leaving out that share of them (see :func:`query_mean`).
     ``versions``: a :class:`~midivae.evaluate.versions.VersionSet`.
@@ -57,6 +59,7 @@ def version_identification(
     if not len(query_files):
         raise ValueError("no song has two versions")
     x = emb.prepare(embed_flat(emb, flat))
+    notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
     ends = np.append(flat.starts[1:], len(flat))
     qrows = np.concatenate([np.arange(flat.starts[i], ends[i]) for i in query_files])
     qlen = ends[query_files] - flat.starts[query_files]
@@ -85,19 +88,31 @@ def version_identification(
         rows = np.concatenate([qrows[qstarts[f] : qstarts[f] + qlen[f]] for f in files])
         local = np.concatenate([[0], np.cumsum(lens)[:-1]])
         q = take(query_space, rows)
+        q_notes = notes.take(rows) if notes is not None else None
+        # the query's own file is no candidate ("every other file"): the verify must not see it
+        own = flat.song[None, :] == np.repeat(query_files[files], lens)[:, None] if notes is not None else None
         stages = two_stage(q, space)
         if stages is None:
-            near = group_min(pairwise(q, space), flat.starts)
+            d = pairwise(q, space)
+            if own is not None:
+                d[own] = np.inf
+            verify_chunk(emb, d, q_notes, notes)
+            near = group_min(d, flat.starts)
             file_d[files] = query_mean(near, local, lens, trim)
             if staged:  # a shortlist as long as the index: every file listed
                 rest[files] = file_d[files]
                 candidate[files] = True
         else:
             fine, rough, kept = stages
-            file_d[files] = query_mean(group_min(fine, flat.starts), local, lens, trim)
-            rest[files] = query_mean(group_min(rough, flat.starts), local, lens, trim)
             listed = np.logical_or.reduceat(kept, flat.starts, axis=1)
             candidate[files] = np.logical_or.reduceat(listed, local, axis=0)
+            if q_notes is not None:  # the verify over the phrases of the files scored exactly, as the index
+                scored = candidate[files][np.repeat(np.arange(len(files)), lens)][:, flat.song] & ~own
+                masked = np.where(scored, fine, np.inf)
+                verify_chunk(emb, masked, q_notes, notes)
+                fine = np.where(scored, masked, fine)
+            file_d[files] = query_mean(group_min(fine, flat.starts), local, lens, trim)
+            rest[files] = query_mean(group_min(rough, flat.starts), local, lens, trim)
         tol[files] = np.maximum.reduceat(tie_tolerance(q, space), local)
 
     for query_space, space, positions in spaces:
