@@ -71,9 +71,9 @@ class PhraseNotes:
 
     @cached_property
     def codes(self) -> np.ndarray:
-        """Each note as one int64: (column x 256 + length) x ONSET_BASE + onset."""
-        key = self.columns.astype(np.int64) * 256 + self.lengths
-        return key * ONSET_BASE + self.onsets
+        """Each note as one int32: (column x 256 + length) x ONSET_BASE + onset."""
+        key = self.columns.astype(np.int32) * 256 + self.lengths
+        return key * ONSET_BASE + self.onsets  # below 2**24: int32 (a join of several pairs adds int64 blocks)
 
     @property
     def counts(self) -> np.ndarray:
@@ -166,9 +166,13 @@ def note_scores(queries: PhraseNotes, query_rows: np.ndarray, candidates: Phrase
     n_pairs = len(query_rows)
     if n_pairs == 0:
         return np.zeros(0)
+    rows = np.asarray(candidate_rows, dtype=np.int64)
     q_idx, q_counts = _ragged(queries.starts, np.asarray(query_rows, dtype=np.int64))
     q_codes = np.sort(queries.codes[q_idx] + np.repeat(np.arange(n_pairs, dtype=np.int64) * _PAIR_BLOCK, q_counts))
-    return _scores(q_codes, q_counts, candidates, np.asarray(candidate_rows, dtype=np.int64), config)
+    c_idx, c_counts = _ragged(candidates.starts, rows)
+    c_pair = np.repeat(np.arange(n_pairs, dtype=np.int64), c_counts)
+    overlap = _overlap(q_codes, candidates.codes[c_idx] + c_pair * _PAIR_BLOCK, c_pair, n_pairs, config.max_offset)
+    return _tversky(overlap, q_counts[:, None], candidates.windows(config.max_offset)[rows], config.beta)
 
 
 def query_codes(notes: PhraseNotes, row: int) -> np.ndarray:
@@ -178,42 +182,37 @@ def query_codes(notes: PhraseNotes, row: int) -> np.ndarray:
 
 def note_scores_one(codes: np.ndarray, candidates: PhraseNotes, candidate_rows: np.ndarray,
                     config: VerifyConfig = DEFAULT_VERIFY) -> np.ndarray:
-    """:func:`note_scores` of one query (its :func:`query_codes`) against several candidates."""
-    reach, width = config.max_offset, 2 * config.max_offset + 1
+    """:func:`note_scores` of one query (its :func:`query_codes`) against a few candidates: their
+    notes taken as slices, one query's codes for every pair (what one search runs)."""
     rows = np.asarray(candidate_rows, dtype=np.int64)
     bounds = [(int(candidates.starts[r]), int(candidates.starts[r + 1])) for r in rows.tolist()]
-    c_codes = np.concatenate([candidates.codes[a:b] for a, b in bounds])  # a few rows: slices, no ragged gather
-    lo = np.searchsorted(codes, c_codes - reach, "left")
-    n = np.searchsorted(codes, c_codes + reach, "right") - lo
-    c_of = np.repeat(np.arange(len(c_codes)), n)
-    q_of = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(c_of.size)
-    offset_of = codes[q_of] - c_codes[c_of] + reach
-    pair_of = np.repeat(np.arange(len(rows)) * width, [b - a for a, b in bounds])
-    overlap = np.bincount(pair_of[c_of] + offset_of, minlength=len(rows) * width).reshape(len(rows), width)
-    window = candidates.windows(reach)[rows]
-    return (overlap / (len(codes) + config.beta * (window - overlap) + 1e-9)).max(axis=1)
+    c_codes = np.concatenate([candidates.codes[a:b] for a, b in bounds])
+    c_pair = np.repeat(np.arange(len(rows)), [b - a for a, b in bounds])
+    overlap = _overlap(codes, c_codes, c_pair, len(rows), config.max_offset)
+    return _tversky(overlap, len(codes), candidates.windows(config.max_offset)[rows], config.beta)
 
 
-def _scores(q_codes: np.ndarray, q_counts: np.ndarray, candidates: PhraseNotes, rows: np.ndarray,
-            config: VerifyConfig) -> np.ndarray:
-    """The join behind :func:`note_scores`: ``q_codes`` sorted, each pair's block of codes apart.
-    A query note and a candidate note of one key whose onsets lie within ``max_offset`` are a pair
-    of codes that close (an onset stays below ONSET_BASE, so a window never reaches another key's
-    codes)."""
-    n_pairs, reach = len(rows), config.max_offset
-    width = 2 * reach + 1
-    c_idx, c_counts = _ragged(candidates.starts, rows)
-    c_pair = np.repeat(np.arange(n_pairs, dtype=np.int64), c_counts)
-    c_codes = candidates.codes[c_idx] + c_pair * _PAIR_BLOCK
-    lo = np.searchsorted(q_codes, c_codes - reach, "left")
-    n = np.searchsorted(q_codes, c_codes + reach, "right") - lo
-    c_of = np.repeat(np.arange(len(c_codes)), n)
+def _overlap(q_codes: np.ndarray, c_codes: np.ndarray, c_pair: np.ndarray, n_pairs: int, reach: int) -> np.ndarray:
+    """``(n_pairs, 2 reach + 1)``: per pair and offset, the query notes the candidate holds. A
+    query note and a candidate note of one key whose onsets lie within ``reach`` are two codes that
+    close (``q_codes`` sorted; an onset stays below ONSET_BASE, so a window never reaches another
+    key's codes, nor another pair's block), so one ``searchsorted`` window per candidate note finds
+    every such pair, and nothing else."""
+    width, n_c = 2 * reach + 1, len(c_codes)
+    # each window's first and one-past-last query code, in one search (integer codes: "right" of
+    # code + reach is "left" of code + reach + 1)
+    bounds = np.searchsorted(q_codes, np.concatenate([c_codes - reach, c_codes + (reach + 1)]))
+    lo = bounds[:n_c]
+    n = bounds[n_c:] - lo
+    c_of = np.repeat(np.arange(n_c), n)
     q_of = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(c_of.size)
-    overlap = np.bincount(c_pair[c_of] * width + (q_codes[q_of] - c_codes[c_of] + reach),
-                          minlength=n_pairs * width).reshape(n_pairs, width)
-    window = candidates.windows(reach)[rows]
-    score = overlap / (q_counts[:, None] + config.beta * (window - overlap) + 1e-9)
-    return score.max(axis=1)
+    cell = c_pair[c_of] * width + (q_codes[q_of] - c_codes[c_of] + reach)
+    return np.bincount(cell, minlength=n_pairs * width).reshape(n_pairs, width)
+
+
+def _tversky(overlap: np.ndarray, n_query, window: np.ndarray, beta: float) -> np.ndarray:
+    """Each pair's best score over the offsets: held / (query notes + beta x the candidate's extra)."""
+    return (overlap / (n_query + beta * (window - overlap) + 1e-9)).max(axis=1)
 
 
 def nearest(d: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

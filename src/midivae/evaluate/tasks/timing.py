@@ -125,11 +125,8 @@ def verified_order(ranked: np.ndarray, dist: np.ndarray, check: NoteCheck) -> np
     """``ranked`` (index rows, nearest first, at ``dist``: any distance up to a constant) with its
     near-tied first rows re-ordered by their notes, highest score first (equal scores keep their
     order), as the index's search orders them (midivae.verify)."""
-    m = min(check.config.candidates, len(ranked))
-    if m < 2:
-        return ranked
-    limit = dist[0] + check.config.margin
-    n_near = int(np.count_nonzero(dist[:m] <= limit))
+    first = dist[: check.config.candidates].tolist()  # a few numbers: Python is cheaper than numpy calls
+    n_near = sum(d <= first[0] + check.config.margin for d in first)
     if n_near < 2:
         return ranked
     scores = note_scores_one(check.query, check.index, ranked[:n_near], check.config).tolist()
