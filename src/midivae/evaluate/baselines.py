@@ -222,8 +222,8 @@ class CachedEncoder:
 
 
 #: what a verified row's notes add
-VERIFY_NOTE = (f"; the first {DEFAULT_VERIFY.candidates} candidates within {DEFAULT_VERIFY.margin} of the best"
-               " re-ordered by their notes")
+VERIFY_NOTE = (f"; the exact verify: the first {DEFAULT_VERIFY.candidates} candidates within {DEFAULT_VERIFY.margin} of "
+               f"the best re-ordered by their notes where one holds {DEFAULT_VERIFY.min_score:.0%} of the query's (midivae.verify)")
 
 
 def model_embedding(model, name: str = "model", distance: str | None = None, encoder: CachedEncoder | None = None) -> Embedding:
