@@ -331,12 +331,14 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
               "machine, which the columns timed apart (one method after another) do not. A model row whose search "
               "verifies (see Methods) ends each query with the exact verify of its near-tied first candidates, their "
               "notes held in memory beside the vectors (its encode rate includes reading a phrase's notes); *verified*: "
-              "the share of the timed queries with a near tie, on which the verify runs its join.", "",
-              _table(["method", "dims", "bytes/phrase", "encode phrases/s", "query ms", "verified", "dense ms",
+              "the share of the timed queries with a near tie, on which the verify runs its join; *notes B*: what "
+              "its index stores per phrase for it beside the vector (3 bytes a note, the collection's mean).", "",
+              _table(["method", "dims", "bytes/phrase", "notes B", "encode phrases/s", "query ms", "verified", "dense ms",
                       "paired: query ms", "paired: raw dense ms", "paired: speed-up"],
-                     [[n] + [_get(methods[n], "cost", k) for k in ("dims", "bytes_per_phrase", "encode_phrases_per_s", "query_ms",
-                                                                  "verified_share", "query_ms_dense", "query_ms_paired",
-                                                                  "raw_dense_ms_paired", "speedup_vs_raw_dense")]
+                     [[n] + [_get(methods[n], "cost", k) for k in ("dims", "bytes_per_phrase", "notes_bytes_per_phrase",
+                                                                  "encode_phrases_per_s", "query_ms", "verified_share",
+                                                                  "query_ms_dense", "query_ms_paired", "raw_dense_ms_paired",
+                                                                  "speedup_vs_raw_dense")]
                       for n in names if "cost" in methods[n]]), ""]
     pics = m.get("pictures") or {}
     if pics:

@@ -292,6 +292,8 @@ def cost(
     extra = {}
     if checks:
         extra["verified_share"] = verified_share(index, qv, checks)
+        # what the verify stores beside each vector: 3 bytes a note (midivae.verify.PhraseNotes.to_blobs)
+        extra["notes_bytes_per_phrase"] = float(3 * index_notes.counts.mean()) if len(index_notes) else 0.0
     if hasattr(index.vectors, "toarray"):
         extra["query_ms_dense"] = dense_scan_ms(index, qv)
     if paired:
