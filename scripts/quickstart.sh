@@ -10,10 +10,11 @@ CACHE="${MIDIVAE_CACHE:-cache}"
 pip install --quiet --disable-pip-version-check -e .
 midivae ingest "$DATA/lpd5/lpd_5_cleansed" --out "$CACHE/lpd5-store"
 midivae info "$CACHE/lpd5-store"
-# (Re)build the index when there is none or it holds another model's vectors (after an update).
-want=$(python -c "import midivae; m = midivae.load_model(); print(m.checkpoint_id, m.search_id)")
+# (Re)build the index when there is none, it holds another model's vectors (after an update), or it
+# keeps no notes for the exact verify (built before session 17).
+want=$(python -c "import midivae; m = midivae.load_model(); print(m.checkpoint_id, m.search_id, True)")
 have=$(midivae index info "$CACHE/lpd5-index" --json 2>/dev/null \
-       | python -c "import json, sys; d = json.load(sys.stdin); print(d['checkpoint_id'], d['search_id'])" 2>/dev/null || true)
+       | python -c "import json, sys; d = json.load(sys.stdin); print(d['checkpoint_id'], d['search_id'], d.get('phrase_notes', False))" 2>/dev/null || true)
 [ "$want" = "$have" ] || midivae index build --data "$CACHE/lpd5-store" --out "$CACHE/lpd5-index" --force
 midivae index info "$CACHE/lpd5-index"
 # A song of the collection, as a MIDI rendering: its own entry comes first, then its neighbours.

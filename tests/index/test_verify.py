@@ -261,3 +261,25 @@ def test_an_index_without_notes_searches_without_verify(index, song_dir, encoder
     with LatentIndex.open(index) as ix:
         assert search(ix, query, lambda: encoder, k=5).verified
         assert not search(ix, query, lambda: encoder, k=5, verify=None).verified
+
+
+def test_a_song_added_without_notes_turns_the_verify_off(index, song_dir, encoder, tmp_path):
+    from midivae.index.latent_index import IndexWriter
+
+    copy = tmp_path / "mixed"
+    shutil.copytree(index, copy)
+    songs = sorted(song_dir.glob("*.npz"))
+    extra = read_phrases(songs[0])
+    with IndexWriter.open(copy) as writer:  # vectors through the library, no notes
+        writer.add_song("added-without-notes", encoder.encode(extra.phrases)[0], extra.bar_offsets)
+    with LatentIndex.open(copy) as ix:
+        assert not ix.keeps_notes and not ix.info().phrase_notes
+        assert not search(ix, str(songs[1]), lambda: encoder, k=3).verified
+        n_before = len(ix.phrases)
+    with IndexWriter.open(copy) as writer:  # removing a song still drops its notes
+        writer.remove_song(songs[2].stem)
+    with LatentIndex.open(copy) as ix:
+        with sqlite3.connect(ix.catalogue.path) as conn:
+            kept = conn.execute("SELECT COUNT(*) FROM phrase_notes").fetchone()[0]
+        # every phrase but the removed song's and the one added without notes keeps its notes
+        assert kept == len(ix.phrases) - len(extra) < n_before

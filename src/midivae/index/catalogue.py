@@ -176,8 +176,10 @@ class Catalogue:
         self._conn.execute("DELETE FROM phrases WHERE song_key = ?", (record.song_key,))
         self._conn.execute("DELETE FROM songs WHERE song_key = ?", (record.song_key,))
         self._conn.execute("DELETE FROM song_tempo WHERE song_key = ?", (record.song_key,))
-        if self.keeps_notes():
+        try:  # (kept or left from before a song without notes turned them off)
             self._conn.executemany("DELETE FROM phrase_notes WHERE vector_id = ?", [(v,) for v in vids.tolist()])
+        except sqlite3.OperationalError:  # a catalogue from before notes were kept
+            pass
         return record.song_key, vids
 
     def find(self, song_id: str) -> SongRecord | None:
