@@ -15,7 +15,9 @@ found (own song, how many cells apart, the vector gap) and what the verify costs
 
     python scripts/experiments/exact_verify.py --store /tmp/lpdstore
 
-Figures: docs/model_selection.md ("An exact verify of near-tied candidates").
+Figures: docs/model_selection.md ("An exact verify of near-tied candidates"). Built in session 17 as
+``midivae.verify`` (notes, reach 12, min_score 0.7), which the search and the evaluation run; this
+script keeps the session-16 probe as it was measured.
 """
 
 from __future__ import annotations

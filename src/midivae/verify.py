@@ -263,7 +263,8 @@ def reorder(dists: np.ndarray, near: np.ndarray, scores: np.ndarray) -> np.ndarr
 def verified(dists: np.ndarray, cols: np.ndarray, queries: PhraseNotes, candidates: PhraseNotes,
              config: VerifyConfig = DEFAULT_VERIFY) -> tuple[np.ndarray, int]:
     """New distances of each row's first candidates (``dists`` ascending per row, ``cols`` rows of
-    ``candidates``; row ``i`` is the query ``queries[i]``) and how many rows the verify ran on."""
+    ``candidates``; row ``i`` is the query ``queries[i]``) and how many rows it re-ordered (a near
+    tie, and a candidate scoring ``min_score``)."""
     near = near_ties(dists, config.margin)
     r, c = np.nonzero(near)
     if r.size == 0:
@@ -277,7 +278,7 @@ def verified(dists: np.ndarray, cols: np.ndarray, queries: PhraseNotes, candidat
 def verify_in_place(d: np.ndarray, queries: PhraseNotes, columns: PhraseNotes,
                     config: VerifyConfig = DEFAULT_VERIFY) -> int:
     """Apply the verify to a whole distance matrix ``d`` (queries x ``columns``) in place; returns
-    how many rows it ran on."""
+    how many rows it re-ordered (see :func:`verified`)."""
     cols, dists = nearest(d, config.candidates)
     new, n = verified(dists, cols, queries, columns, config)
     if n:

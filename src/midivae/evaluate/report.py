@@ -520,7 +520,9 @@ def _verified_shares(methods: dict, names: list, present: list) -> list[str]:
         return []
     return ["**The exact verify** (methods whose search runs it: each query's first candidates within the margin of "
             "its best re-ordered by their notes, midivae.verify; the figures above are after it): the share of each "
-            "alteration's queries with such a near tie", "", _table(["method"] + present, rows), ""]
+            "alteration's queries it re-ordered, i.e. with such a near tie and a candidate holding enough of the "
+            "query's notes (a transposed query's notes match no candidate's: its order stays)", "",
+            _table(["method"] + present, rows), ""]
 
 
 def _what_phrase_misses_found(methods: dict, names: list, r0: dict) -> list[str]:

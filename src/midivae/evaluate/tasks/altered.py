@@ -147,7 +147,7 @@ def robustness(
     ``any_key_queries`` kept queries (12x the search cost; None: all of them).
     ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
     Where the embedding's search runs the exact verify (``emb.verify``: midivae.verify), every
-    query's distances are the verified ones (``verified_share``: the share of queries it ran on).
+    query's distances are the verified ones (``verified_share``: the share of queries it re-ordered).
     """
     from midivae.evaluate.alterations import ANY_KEY_SHIFTS, TRANSPOSITIONS, transpose
 
@@ -202,7 +202,7 @@ def robustness(
                 row_ak.append(r1)
             bar.update(len(s0.closer))
         got = {f"{name}/n": int(keep.sum()), f"{name}/skipped_unchanged": int((~keep).sum())}
-        if emb.verify is not None:  # the share of queries with a near tie for the notes to order
+        if emb.verify is not None:  # the share of queries whose near tie the notes re-ordered
             got[f"{name}/verified_share"] = n_verified / max(1, int(keep.sum()))
         phrase_hits, n_phrases = _concat(row_st).hit(1), song_sizes[flat.song[kept_rows]]
         for lo, hi in SONG_LENGTH_GROUPS:  # where the phrase-level misses come from

@@ -54,7 +54,7 @@ def flat_notes(emb: Embedding, flat: Flat, batch: int = 256) -> PhraseNotes | No
 def verify_chunk(emb: Embedding, d: np.ndarray, query_notes: PhraseNotes | None,
                  index_notes: PhraseNotes | None) -> int:
     """``d`` (a chunk's queries x the index) after the exact verify ``emb``'s search runs, in place
-    (nothing where it runs none); returns how many queries it ran on."""
+    (nothing where it runs none); returns how many queries it re-ordered."""
     if emb.verify is None or query_notes is None or index_notes is None:
         return 0
     return verify_in_place(d, query_notes, index_notes, emb.verify)
