@@ -406,10 +406,11 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     sel = np.concatenate(scored)
     song_score = np.concatenate(scores)
     checked = _verify_candidates(index, query, best, verify) if best is not None else None
-    if checked is not None:  # the songs of the phrases it moved, scored again
+    if checked is not None:  # the songs of the phrases it moved (all among the scored), scored again
         again = np.isin(cand[sel], index.song_keys_of(np.unique(checked.vids)))
-        song_score[again] = _score_songs(index, flat, cand[sel][again], n_shifts, rule, shortlists, query.tempo,
-                                         checked)[0]
+        if again.any():
+            song_score[again] = _score_songs(index, flat, cand[sel][again], n_shifts, rule, shortlists, query.tempo,
+                                             checked)[0]
 
     # distance, then song id among (near-)ties, so the order does not depend on the build history
     by_score = np.argsort(song_score, kind="stable")
