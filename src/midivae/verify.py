@@ -229,8 +229,9 @@ def nearest(d: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def near_ties(dists: np.ndarray, margin: float) -> np.ndarray:
     """Of ascending rows of distances, the entries within ``margin`` of the row's first, in rows
-    where there are at least two (elsewhere there is nothing to re-order)."""
-    near = dists <= dists[:, :1] + margin
+    where there are at least two (elsewhere there is nothing to re-order); an infinite distance (a
+    column set aside) is never near."""
+    near = (dists <= dists[:, :1] + margin) & np.isfinite(dists)
     if near.shape[1] > 1:
         near &= near[:, 1:2]
     else:

@@ -121,6 +121,7 @@ def test_reorder_rules():
                   [0.10, 0.10, 0.12, 0.30]])  # an exact tie whose notes agree stays a tie
     near = near_ties(d, 0.03)
     assert near.tolist() == [[True, True, True, False], [False] * 4, [True, True, True, False]]
+    assert not near_ties(np.full((1, 3), np.inf), 0.03).any()  # columns set aside are never near
     scores = np.array([[0.2, 0.9, 0.5, -np.inf], [0, 0, 0, 0], [0.7, 0.7, 0.2, -np.inf]])
     out = reorder(d, near, scores)
     assert out[0].tolist() == pytest.approx([0.12, 0.10, 0.11, 0.20])  # order by score: 1, 2, 0

@@ -23,6 +23,7 @@ from midivae.evaluate.metrics import (
 )
 from midivae.evaluate.parallel import map_chunks
 from midivae.evaluate.tasks.chunks import embed_flat, flat_notes, query_chunk, verify_chunk
+from midivae.verify import nearest, verified
 
 
 def version_identification(
@@ -108,9 +109,10 @@ def version_identification(
             candidate[files] = np.logical_or.reduceat(listed, local, axis=0)
             if q_notes is not None:  # the verify over the phrases of the files scored exactly, as the index
                 scored = candidate[files][np.repeat(np.arange(len(files)), lens)][:, flat.song] & ~own
-                masked = np.where(scored, fine, np.inf)
-                verify_chunk(emb, masked, q_notes, notes)
-                fine = np.where(scored, masked, fine)
+                cols, near = nearest(np.where(scored, fine, np.inf), emb.verify.candidates)
+                new, moved = verified(near, cols, q_notes, notes, emb.verify)
+                if moved:
+                    np.put_along_axis(fine, cols, new, axis=1)
             file_d[files] = query_mean(group_min(fine, flat.starts), local, lens, trim)
             rest[files] = query_mean(group_min(rough, flat.starts), local, lens, trim)
         tol[files] = np.maximum.reduceat(tie_tolerance(q, space), local)
