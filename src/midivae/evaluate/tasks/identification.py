@@ -109,8 +109,8 @@ def version_identification(
             candidate[files] = np.logical_or.reduceat(listed, local, axis=0)
             if q_notes is not None:  # the verify over the phrases of the files scored exactly, as the index
                 scored = candidate[files][np.repeat(np.arange(len(files)), lens)][:, flat.song] & ~own
-                cols, near = nearest(np.where(scored, fine, np.inf), emb.verify.candidates)
-                new, moved = verified(near, cols, q_notes, notes, emb.verify)
+                cols, first = nearest(np.where(scored, fine, np.inf), emb.verify.candidates)
+                new, moved = verified(first, cols, q_notes, notes, emb.verify)
                 if moved:
                     np.put_along_axis(fine, cols, new, axis=1)
             file_d[files] = query_mean(group_min(fine, flat.starts), local, lens, trim)
