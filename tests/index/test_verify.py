@@ -12,7 +12,14 @@ import pytest
 
 from midivae.constants import DRUMS, GUITAR, PHRASE_SHAPE, PIANO, STEPS_PER_PHRASE
 from midivae.index import LatentIndex, build_index, search
-from midivae.index.search import _NearestPhrases, _verify_candidates, encode_query, query_from_file, rank_songs
+from midivae.index.search import (
+    _NearestPhrases,
+    _verify_candidates,
+    encode_query,
+    query_from_file,
+    rank_songs,
+    resolve_query,
+)
 from midivae.index.sources import read_phrases
 from midivae.song import Phrases
 from midivae.verify import (
@@ -259,9 +266,12 @@ def test_an_index_without_notes_searches_without_verify(index, song_dir, encoder
         assert not ix.keeps_notes
         result = search(ix, query, lambda: encoder, k=5)
         assert not result.verified and result.hits
+        assert resolve_query(ix, query, lambda: encoder, None, False).notes is None  # no notes read for nothing
     with LatentIndex.open(index) as ix:
         assert search(ix, query, lambda: encoder, k=5).verified
         assert not search(ix, query, lambda: encoder, k=5, verify=None).verified
+        assert resolve_query(ix, query, lambda: encoder, None, True).notes is not None
+        assert resolve_query(ix, query, lambda: encoder, None, True, with_notes=False).notes is None
 
 
 def test_a_song_added_without_notes_turns_the_verify_off(index, song_dir, encoder, tmp_path):

@@ -132,12 +132,14 @@ def transpose_phrases(phrases: np.ndarray, shift: int) -> np.ndarray:
 
 
 def encode_query(encoder: Encoder, phrases: Phrases, label: str, kind: str, any_key: bool,
-                 exclude_song_id: str | None = None) -> QueryVectors:
+                 exclude_song_id: str | None = None, with_notes: bool = True) -> QueryVectors:
+    """The query's search vectors (in every key for ``any_key``), and its notes where the search
+    will verify (``with_notes``)."""
     shifts = TRANSPOSITIONS if any_key else (0,)
     batch = np.concatenate([transpose_phrases(phrases.phrases, s) for s in shifts]) if any_key else phrases.phrases
     vectors = encode_search(encoder, batch, tempo=phrases.tempo).reshape(len(shifts), len(phrases), -1)
     return QueryVectors(label, kind, vectors, shifts, np.asarray(phrases.bar_offsets), content_hash(phrases),
-                        exclude_song_id, phrases.tempo, PhraseNotes.from_phrases(batch))
+                        exclude_song_id, phrases.tempo, PhraseNotes.from_phrases(batch) if with_notes else None)
 
 
 def parse_bars(text: str | None) -> tuple[int, int] | None:
@@ -171,7 +173,7 @@ def _song_phrases_from_source(index: LatentIndex, song_id: str) -> Phrases:
 
 
 def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, bars: tuple[int, int] | None,
-                    any_key: bool) -> QueryVectors:
+                    any_key: bool, with_notes: bool = True) -> QueryVectors:
     """A song already in the index: its stored vectors (re-encoded from its source for --any-key)."""
     record = index.song(song_id)
     if any_key:
@@ -183,7 +185,8 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
             phrases = Phrases(phrases.phrases[keep], phrases.bar_offsets[keep], phrases.tempo)
         if len(phrases) == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
-        return encode_query(encoder, phrases, song_id, "song", True, exclude_song_id=song_id)
+        return encode_query(encoder, phrases, song_id, "song", True, exclude_song_id=song_id,
+                            with_notes=with_notes and index.keeps_notes)
     vids, offsets = index.catalogue.song_phrases(record.song_key)
     if bars is not None:
         keep = (offsets >= bars[0]) & (offsets < bars[1])
@@ -191,23 +194,24 @@ def query_from_song(index: LatentIndex, song_id: str, encoder: Encoder | None, b
         if vids.size == 0:
             raise InvalidInputError(song_id, f"no phrase starts in bars {bars[0]}:{bars[1]}")
     vectors = index.search_vectors(vids)[None]
-    notes = index.phrase_notes(vids) if index.keeps_notes else None
+    notes = index.phrase_notes(vids) if with_notes and index.keeps_notes else None
     return QueryVectors(song_id, "song", vectors, (0,), offsets, record.content_hash, song_id,
                         float(index.song_tempi([record.song_key])[0]), notes)
 
 
 def query_from_file(path: str | os.PathLike[str], encoder: Encoder, bars: tuple[int, int] | None,
-                    any_key: bool) -> QueryVectors:
+                    any_key: bool, with_notes: bool = True) -> QueryVectors:
     phrases = read_phrases(path, bars)
-    return encode_query(encoder, phrases, str(path), "file", any_key)
+    return encode_query(encoder, phrases, str(path), "file", any_key, with_notes=with_notes)
 
 
 def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[int, int] | None,
-                  any_key: bool) -> QueryVectors:
+                  any_key: bool, with_notes: bool = True) -> QueryVectors:
     """QUERY is a file if such a file exists, else a song id of the index.
 
     ``encoder_factory`` is called only when an encoder is needed (a song-id query without
-    --any-key needs none), so the model is loaded lazily.
+    --any-key needs none), so the model is loaded lazily. ``with_notes``: read the query's notes
+    (only a search that verifies needs them).
     """
     if Path(query).is_file():
         encoder = encoder_factory()
@@ -215,7 +219,7 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
         index.check_encoder(encoder.checkpoint_id, layout.search_id)
         if index.layout.mean_axes is None and layout.mean_axes is not None:  # an index from before they were kept
             index.layout = replace(index.layout, mean_axes=layout.mean_axes)
-        return query_from_file(query, encoder, bars, any_key)
+        return query_from_file(query, encoder, bars, any_key, with_notes=with_notes and index.keeps_notes)
     if index.catalogue.find(query) is None:
         if Path(query).suffix:
             raise NotFoundError(f"{query}: no such file, and no song with that id in {index.path}")
@@ -224,7 +228,7 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
     if any_key:
         encoder = encoder_factory()
         index.check_encoder(encoder.checkpoint_id, search_layout(encoder).search_id)
-    return query_from_song(index, query, encoder, bars, any_key)
+    return query_from_song(index, query, encoder, bars, any_key, with_notes)
 
 
 def pairwise_distances(queries: np.ndarray, stored: np.ndarray, metric: str) -> np.ndarray:
@@ -332,10 +336,15 @@ def _verify_candidates(index: LatentIndex, query: QueryVectors, best: _NearestPh
     return Verified(rows, best.vids[rows, cols], new[rows, cols].astype(np.float32))
 
 
+def index_verifies(index: LatentIndex, verify: VerifyConfig | None) -> bool:
+    """Whether a search of ``index`` runs the exact verify: asked, and a cosine index that keeps
+    every phrase's notes (an index built before it did searches without)."""
+    return verify is not None and index.metric == "cosine" and index.keeps_notes
+
+
 def verifies(index: LatentIndex, query: QueryVectors, verify: VerifyConfig | None) -> bool:
-    """Whether a search runs the exact verify: asked, a cosine index that keeps every phrase's
-    notes (an index built before it did searches without), and a query whose notes are known."""
-    return verify is not None and index.metric == "cosine" and index.keeps_notes and query.notes is not None
+    """:func:`index_verifies`, for a query whose notes are known."""
+    return index_verifies(index, verify) and query.notes is not None
 
 
 def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
@@ -440,7 +449,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
 def search(index: LatentIndex, query: str, encoder_factory, k: int = 10, bars: tuple[int, int] | None = None,
            any_key: bool = False, rule: str = DEFAULT_RULE, verify: VerifyConfig | None = DEFAULT_VERIFY) -> SearchResult:
     """Read, cut, encode and search: the library behind ``midivae search``."""
-    q = resolve_query(index, query, encoder_factory, bars, any_key)
+    q = resolve_query(index, query, encoder_factory, bars, any_key, with_notes=index_verifies(index, verify))
     hits = rank_songs(index, q, k=k, rule=rule, verify=verify)
     return SearchResult(query=q.label, query_kind=q.kind, n_query_phrases=int(q.vectors.shape[1]), rule=rule,
                         any_key=any_key, excluded=(q.exclude_song_id,) if q.exclude_song_id else (), hits=tuple(hits),
