@@ -147,6 +147,9 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
     results: dict[str, dict] = {}
     vectors_of: dict[str, object] = {}  # only what the pictures show: a sparse method's rows are ~7 KB each
     pictured = report.picture_method(methods).name if "pictures" in cfg.tasks and methods else None
+    # every phrase's notes, read once for the methods whose search verifies (as ``vecs`` per method)
+    notes = (T.all_notes(flat) if any(m.verify for m in methods) and {"excerpt", "robustness", "cost"} & set(cfg.tasks)
+             else None)
     for emb in methods:
         t_m = time.perf_counter()
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
@@ -157,13 +160,13 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
             vectors_of[emb.name] = vecs
         steps = {  # in the report's order
             "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),
-            "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs),
+            "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs, notes=notes),
             "robustness": lambda: T.robustness(songs, emb, queries=queries, vectors=vecs, seed=cfg.seed,
-                                               any_key_queries=cfg.any_key_queries),
+                                               any_key_queries=cfg.any_key_queries, notes=notes),
             "genre": lambda: T.genre_consistency(songs, emb, labels=labels, seed=cfg.seed,
                                                  vectors=_song_subset_vectors(songs, vecs, labels)),
             "versions": lambda: T.version_identification(versions, emb),
-            "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed, paired=emb.kind == "model"),
+            "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed, paired=emb.kind == "model", notes=notes),
         }
         task_seconds = {"encoding": time.perf_counter() - t_m}
         for task, step in steps.items():

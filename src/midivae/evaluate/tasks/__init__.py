@@ -46,7 +46,9 @@ from midivae.evaluate.tasks.chunks import (
     _counted_batches,
     _hits,
     _song_ranks,
+    all_notes,
     embed_flat,
+    flat_notes,
     query_chunk,
 )
 from midivae.evaluate.tasks.excerpt import excerpt_retrieval, excerpt_split
@@ -77,7 +79,7 @@ from midivae.evaluate.tasks.timing import (
 
 __all__ = [
     # chunks
-    "QUERY_CHUNK", "CHUNK_CELLS", "query_chunk", "embed_flat",
+    "QUERY_CHUNK", "CHUNK_CELLS", "query_chunk", "embed_flat", "all_notes", "flat_notes",
     # protocol (task 1)
     "ORIGINAL_PROTOCOL_SONGS", "original_protocol",
     # excerpt (task 2)

@@ -135,6 +135,7 @@ def robustness(
     seed: int = 0,
     vectors=None,
     queries: AlteredQueries | None = None,
+    notes=None,
 ) -> dict[str, float]:
     """Index every phrase; query with altered copies of ``n_queries`` sampled phrases.
 
@@ -145,7 +146,8 @@ def robustness(
     Queries the alteration leaves unchanged are skipped. For the transpositions, ``any_key`` also queries with the 12
     transpositions of the altered phrase and keeps each candidate's best distance, on the first
     ``any_key_queries`` kept queries (12x the search cost; None: all of them).
-    ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them.
+    ``queries`` (from :func:`altered_queries` on the same songs) saves rebuilding them, ``vectors``
+    and ``notes`` (every phrase's, in order) re-embedding and re-reading the phrases.
     Where the embedding's search runs the exact verify (``emb.verify``: midivae.verify), every
     query's distances are the verified ones (``verified_share``: the share of queries it re-ordered).
     """
@@ -158,7 +160,7 @@ def robustness(
         queries = altered_queries(songs, n_queries, alterations, seed)
     vecs = embed_flat(emb, flat) if vectors is None else vectors
     index = emb.prepare(vecs)
-    index_notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
+    index_notes = flat_notes(emb, flat, notes)  # the exact verify, where the search runs it
     rows = queries.rows
     song_sizes = np.bincount(flat.song, minlength=len(songs))
     # queries sampled from this collection carry their copies; from its first songs only (an

@@ -44,11 +44,18 @@ def embed_flat(emb: Embedding, flat: Flat, rows: np.ndarray | None = None, batch
         return embed_batches(emb, _counted_batches(zip(flat.batches(rows, batch), tempi), bar))
 
 
-def flat_notes(emb: Embedding, flat: Flat, batch: int = 256) -> PhraseNotes | None:
-    """The notes of every phrase of a :class:`Flat` where ``emb`` verifies its search (else None)."""
+def all_notes(flat: Flat, batch: int = 256) -> PhraseNotes:
+    """The notes of every phrase of a :class:`Flat`, a batch at a time."""
+    return PhraseNotes.concat([PhraseNotes.from_phrases(b) for b in flat.batches(np.arange(len(flat)), batch)])
+
+
+def flat_notes(emb: Embedding, flat: Flat, notes: PhraseNotes | None = None) -> PhraseNotes | None:
+    """The notes of every phrase of a :class:`Flat` where ``emb`` verifies its search (else None):
+    ``notes`` where the caller read them already (:func:`all_notes` of the same phrases, as
+    ``vectors`` are passed to the tasks), else read here."""
     if emb.verify is None:
         return None
-    return PhraseNotes.concat([PhraseNotes.from_phrases(b) for b in flat.batches(np.arange(len(flat)), batch)])
+    return notes if notes is not None else all_notes(flat)
 
 
 def verify_chunk(emb: Embedding, d: np.ndarray, query_notes: PhraseNotes | None,

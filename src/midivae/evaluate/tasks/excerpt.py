@@ -36,12 +36,14 @@ def excerpt_retrieval(
     *,
     ks: Sequence[int] = (1, 10),
     vectors=None,
+    notes=None,
 ) -> dict[str, float]:
     """Index the first half of each song's phrases, query with each phrase of its second half.
 
     A song's distance to a query is the minimum over its indexed phrases. Hit@k and MRR of the
     query's own song. ``vectors``: precomputed embeddings of all phrases of ``songs`` in order
-    (saves re-embedding when several tasks share them).
+    (saves re-embedding when several tasks share them); ``notes``: likewise their notes, which a
+    verified search reads (:func:`~midivae.evaluate.tasks.chunks.all_notes`).
     """
     emb = as_embedding(embed, distance)
     songs = as_songs(songs)
@@ -62,7 +64,7 @@ def excerpt_retrieval(
     position = np.full(len(songs), -1, dtype=np.int64)
     position[groups] = np.arange(len(groups))
     target = position[flat.song[query_rows]]
-    notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
+    notes = flat_notes(emb, flat, notes)  # the exact verify, where the search runs it
     verify = (emb, notes.take(query_rows), notes.take(index_rows)) if notes is not None else None
     stats = _song_ranks(queries, index, starts, target, verify=verify)["song"]
     out = _hits(stats, ks)

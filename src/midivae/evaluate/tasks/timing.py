@@ -254,6 +254,7 @@ def cost(
     vectors=None,
     seed: int = 0,
     paired: bool = False,
+    notes=None,
 ) -> dict[str, float]:
     """Dimensions, bytes per phrase, encode phrases/s and exact-search ms per query; with
     ``paired``, the query and the raw-pianoroll dense scan also timed in alternation
@@ -284,7 +285,7 @@ def cost(
     k = min(QUERY_K, len(flat))
     checks = None
     if emb.verify is not None:  # the search's exact verify, each query's notes read with its vector
-        index_notes = flat_notes(emb, flat)
+        index_notes = flat_notes(emb, flat, notes)
         query_notes = PhraseNotes.from_phrases(phrases[:n_queries])
         index_notes.windows(emb.verify.max_offset)  # index-side, computed once as the vectors' norms
         checks = [NoteCheck(query_codes(query_notes, i), index_notes, emb.verify) for i in range(len(query_notes))]
