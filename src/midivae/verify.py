@@ -276,6 +276,25 @@ def verified(dists: np.ndarray, cols: np.ndarray, queries: PhraseNotes, candidat
     return reorder(dists, near, scores), int(near[:, 0].sum())
 
 
+def reorder_one(ranked: np.ndarray, dist: np.ndarray, codes: np.ndarray, candidates: PhraseNotes,
+                config: VerifyConfig = DEFAULT_VERIFY) -> np.ndarray:
+    """One query's candidates (rows of ``candidates``, nearest first, at ``dist``) in the order
+    :func:`verified` gives them (its distances aside): the near-tied first ones by their scores,
+    highest first, equal scores in the given order, nothing moved below ``min_score``. Read from a
+    few Python numbers, no matrix: what one search's verify costs (``codes``: :func:`query_codes`)."""
+    first = dist[: config.candidates].tolist()
+    n_near = sum(d <= first[0] + config.margin for d in first)
+    if n_near < 2:
+        return ranked
+    scores = note_scores_one(codes, candidates, ranked[:n_near], config).tolist()
+    if max(scores) < config.min_score:
+        return ranked
+    head = sorted(range(n_near), key=lambda j: -scores[j])
+    out = ranked.copy()
+    out[:n_near] = ranked[head]
+    return out
+
+
 def verify_in_place(d: np.ndarray, queries: PhraseNotes, columns: PhraseNotes,
                     config: VerifyConfig = DEFAULT_VERIFY) -> int:
     """Apply the verify to a whole distance matrix ``d`` (queries x ``columns``) in place; returns

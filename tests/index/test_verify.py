@@ -170,9 +170,9 @@ def test_notes_that_confirm_no_candidate_leave_the_order():
     assert np.array_equal(d, before)
 
 
-def test_the_cost_tasks_single_query_verify_orders_as_the_matrix_one():
-    """The cost task times one query's verify in its own lean form (``verified_order``): it must
-    order the candidates as the whole-matrix verify the other tasks run."""
+def test_the_single_query_verify_orders_as_the_matrix_one():
+    """The cost task times one query's verify in its lean form (``reorder_one``, through
+    ``verified_order``): it must order the candidates as the whole-matrix verify does."""
     from midivae.evaluate.tasks.timing import NoteCheck, verified_order
 
     phrases = random_phrases(40, seed=5)

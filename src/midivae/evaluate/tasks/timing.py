@@ -13,7 +13,7 @@ from midivae.evaluate.embedding import Embedding, EmbedFn, as_embedding, embed_p
 from midivae.evaluate.metrics import Prepared, is_two_stage, pairwise
 from midivae.evaluate.parallel import one_blas_thread
 from midivae.evaluate.tasks.chunks import embed_flat, flat_notes
-from midivae.verify import PhraseNotes, VerifyConfig, near_ties, nearest, note_scores_one, query_codes
+from midivae.verify import PhraseNotes, VerifyConfig, near_ties, nearest, query_codes, reorder_one
 
 QUERY_K = 100
 
@@ -122,20 +122,9 @@ class NoteCheck:
 
 
 def verified_order(ranked: np.ndarray, dist: np.ndarray, check: NoteCheck) -> np.ndarray:
-    """``ranked`` (index rows, nearest first, at ``dist``: any distance up to a constant) with its
-    near-tied first rows re-ordered by their notes, highest score first (equal scores keep their
-    order), as the index's search orders them (midivae.verify)."""
-    first = dist[: check.config.candidates].tolist()  # a few numbers: Python is cheaper than numpy calls
-    n_near = sum(d <= first[0] + check.config.margin for d in first)
-    if n_near < 2:
-        return ranked
-    scores = note_scores_one(check.query, check.index, ranked[:n_near], check.config).tolist()
-    if max(scores) < check.config.min_score:
-        return ranked
-    head = sorted(range(n_near), key=lambda j: -scores[j])
-    out = ranked.copy()
-    out[:n_near] = ranked[head]
-    return out
+    """``ranked`` (index rows, nearest first, at ``dist``: any distance up to a constant) as the
+    index's search orders them after its exact verify (midivae.verify.reorder_one)."""
+    return reorder_one(ranked, dist, check.query, check.index, check.config)
 
 
 def _fastest_layout(time_layout: Callable[[bool], float]) -> float:
