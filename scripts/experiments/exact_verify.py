@@ -16,8 +16,9 @@ found (own song, how many cells apart, the vector gap) and what the verify costs
     python scripts/experiments/exact_verify.py --store /tmp/lpdstore
 
 Figures: docs/model_selection.md ("An exact verify of near-tied candidates"). Built in session 17 as
-``midivae.verify`` (notes, reach 12, min_score 0.7), which the search and the evaluation run; this
-script keeps the session-16 probe as it was measured.
+``midivae.verify`` (notes, reach 12, min_score 0.7), which the search and the evaluation run; the
+notes view here is now read and scored by ``midivae.verify`` at this probe's reach (24) and no
+min_score (the same scores the probe's own join gave, checked equal before it was dropped).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from midivae.evaluate.data import load_store_split
 from midivae.evaluate.embedding import embed_phrases
 from midivae.evaluate.metrics import _pairwise, two_stage
 from midivae.model.api import load_model
+from midivae.verify import PhraseNotes, VerifyConfig, note_scores, note_scores_one, query_codes
 
 MAX_OFFSET = 24
 SHIFT = 6  # the robustness task's eighth-note shift
@@ -69,54 +71,6 @@ def cell_score(query: np.ndarray, cand: np.ndarray, beta: float) -> float:
     return tversky(overlap, q.sum(), window_counts(_steps, c.sum(1)), beta)
 
 
-def notes(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A phrase's notes (runs of on-cells in a column) as (onset, key = column x 256 + length)."""
-    padded = np.zeros((STEPS_PER_PHRASE + 2, cells.shape[1]), np.int8)
-    padded[1:-1] = cells
-    change = np.diff(padded, axis=0)
-    col_on, t_on = np.nonzero((change == 1).T)
-    _, t_off = np.nonzero((change == -1).T)
-    return t_on, col_on * 256 + (t_off - t_on)
-
-
-def note_score(query: tuple[np.ndarray, np.ndarray], cand: tuple[np.ndarray, np.ndarray], beta: float) -> float:
-    (qt, qk), (ct, ck) = query, cand
-    order = np.argsort(ck, kind="stable")
-    ck, ct = ck[order], ct[order]
-    lo, hi = np.searchsorted(ck, qk, "left"), np.searchsorted(ck, qk, "right")
-    n = hi - lo
-    q_of = np.repeat(np.arange(len(qk)), n)
-    c_of = np.repeat(lo - np.cumsum(np.concatenate([[0], n[:-1]])), n) + np.arange(n.sum())
-    diff = qt[q_of] - ct[c_of]
-    ok = np.abs(diff) <= MAX_OFFSET
-    overlap = np.bincount(diff[ok] + MAX_OFFSET, minlength=len(_OFFSETS)).astype(np.float64)
-    return tversky(overlap, len(qk), window_counts(ct), beta)
-
-
-def verify_batch(query: tuple[np.ndarray, np.ndarray], cands: list[tuple[np.ndarray, np.ndarray]],
-                 beta: float) -> np.ndarray:
-    """``note_score`` of one query against all its candidates in one vectorised join (what a search
-    would run on a verified query: its cost is what this probe times)."""
-    qt, qk = query
-    m, n_steps, width = len(cands), STEPS_PER_PHRASE, len(_OFFSETS)
-    cid = np.repeat(np.arange(m), [len(k) for _, k in cands])
-    ct = np.concatenate([t for t, _ in cands])
-    ck = np.concatenate([k for _, k in cands]).astype(np.int64) + cid * 65536
-    order = np.argsort(ck, kind="stable")
-    ck, ct, cid = ck[order], ct[order], cid[order]
-    probe = (qk[None, :].astype(np.int64) + (np.arange(m) * 65536)[:, None]).ravel()
-    lo, hi = np.searchsorted(ck, probe, "left"), np.searchsorted(ck, probe, "right")
-    n = hi - lo
-    q_of = np.repeat(np.arange(len(probe)), n)
-    c_of = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(n.sum())
-    diff = np.tile(qt, m)[q_of] - ct[c_of]
-    ok = np.abs(diff) <= MAX_OFFSET
-    overlap = np.bincount(cid[c_of[ok]] * width + diff[ok] + MAX_OFFSET, minlength=m * width).reshape(m, width)
-    cum = np.bincount(cid * (n_steps + 1) + ct + 1, minlength=m * (n_steps + 1)).reshape(m, n_steps + 1).cumsum(1)
-    window = cum[:, _WINDOW_END] - cum[:, _WINDOW_START]
-    return (overlap / (len(qk) + beta * (window - overlap) + 1e-9)).max(axis=1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", required=True)
@@ -128,6 +82,8 @@ def main() -> None:
     emb = model_embeddings(load_model(None))[0]
     index = emb.prepare(T.embed_flat(emb, flat))
     queries = T.altered_queries(songs, args.queries, ALTERATIONS, seed=0)
+    index_notes = T.all_notes(flat)
+    config = VerifyConfig(beta=args.beta, max_offset=MAX_OFFSET, min_score=0.0)  # the probe's: no min_score
     copies: dict[int, set[int]] = {}
     for qi, row in zip(*queries.copies):
         copies.setdefault(int(queries.rows[qi]), set()).add(int(row))
@@ -148,6 +104,7 @@ def main() -> None:
             dist = np.where(kept, fine, rough + 10.0)
             vector_only = _pairwise(q, index)  # the whole-vector distance, no fingerprint term
             q_cells = merged_cells(altered)
+            q_notes = PhraseNotes.from_phrases(altered)
             for i, t in enumerate(target):
                 d = dist[i].copy()
                 d[list(copies.get(int(t), ()))] = np.inf  # a copy is the same answer
@@ -166,13 +123,11 @@ def main() -> None:
                 t0 = time.perf_counter()
                 by_cells = np.array([cell_score(q_cells[i], c, args.beta) for c in c_cells])
                 t1 = time.perf_counter()
-                qn = notes(q_cells[i])
-                by_notes = np.array([note_score(qn, notes(c), args.beta) for c in c_cells])
+                # the notes view as midivae.verify reads and scores it (at this probe's reach)
+                by_notes = note_scores(q_notes, np.full(len(order), i), index_notes, order, config)
                 t2 = time.perf_counter()
-                c_notes = [notes(c) for c in c_cells[:3]]
-                t3 = time.perf_counter()
-                joined = verify_batch(qn, c_notes, args.beta)
-                seconds["notes, one join"].append(time.perf_counter() - t3)
+                joined = note_scores_one(query_codes(q_notes, i), index_notes, order[:3], config)
+                seconds["notes, one join"].append(time.perf_counter() - t2)
                 assert np.allclose(joined, by_notes[:3])
                 seconds["cells"].append((t1 - t0) / 5)
                 seconds["notes"].append((t2 - t1) / 5)
