@@ -3,6 +3,7 @@ re-order's rules, and the index that keeps notes and searches with them."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sqlite3
 from pathlib import Path
@@ -294,3 +295,18 @@ def test_a_song_added_without_notes_turns_the_verify_off(index, song_dir, encode
             kept = conn.execute("SELECT COUNT(*) FROM phrase_notes").fetchone()[0]
         # every phrase but the removed song's and the one added without notes keeps its notes
         assert kept == len(ix.phrases) - len(extra) < n_before
+
+
+@pytest.mark.parametrize("rule", ["mean", "nearest"])
+def test_the_early_stop_keeps_the_verified_ranking(rule, index, song_dir, encoder, monkeypatch):
+    """Candidate songs scored a few at a time (the early stop on their lower bounds) give the
+    ranking that scoring every candidate gives, although the verify moves song scores."""
+    search_module = importlib.import_module("midivae.index.search")  # the package's `search` is the function
+    with LatentIndex.open(index) as ix:
+        for path in sorted(song_dir.glob("*.npz"))[:12]:
+            for q in (query_from_file(path, encoder, (0, 32), any_key=False), shifted_query(path, encoder, 6)):
+                for k in (1, 3):
+                    monkeypatch.setattr(search_module, "SCORE_CHUNK", 10**6)
+                    every = [(h.song_id, round(h.distance, 6)) for h in rank_songs(ix, q, k=k, rule=rule)]
+                    monkeypatch.setattr(search_module, "SCORE_CHUNK", 0)  # 4 k songs at a time
+                    assert [(h.song_id, round(h.distance, 6)) for h in rank_songs(ix, q, k=k, rule=rule)] == every

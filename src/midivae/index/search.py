@@ -347,6 +347,10 @@ def verifies(index: LatentIndex, query: QueryVectors, verify: VerifyConfig | Non
     return index_verifies(index, verify) and query.notes is not None
 
 
+#: candidate songs scored at a time before the early-stop test (at least 4 k)
+SCORE_CHUNK = 64
+
+
 def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str = DEFAULT_RULE,
                candidates: int | None = None, verify: VerifyConfig | None = DEFAULT_VERIFY) -> list[SongHit]:
     """The ``k`` songs nearest to the query under ``rule`` (see the module docstring).
@@ -393,13 +397,21 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
     bound = (bound.mean(axis=1) if rule == "mean" else bound.min(axis=1)).min(axis=0)
     if index.coarse_dims:
         bound[:] = -np.inf  # coarse distances bound nothing on the whole vectors: score every candidate
+    best = _NearestPhrases(len(flat), verify.candidates) if verifies(index, query, verify) else None
+    slack = 0.0
+    if best is not None:
+        # the verify reads each row's first candidates (their songs are scored first, whatever their
+        # bound) and moves a song score by at most its margin, the k-th one too: a song whose bound
+        # lies within twice the margin of the k-th score may still come in
+        first = keys[:, : verify.candidates][valid[:, : verify.candidates]]
+        bound[np.searchsorted(cand, np.unique(first))] = -np.inf
+        slack = 2.0 * verify.margin
 
     by_bound = np.argsort(bound, kind="stable")
     shortlists = vids[:, : index.shortlist] if index.signature_dims else None
-    chunk = max(4 * k, 64)
+    chunk = max(4 * k, SCORE_CHUNK)
     scored: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    best = _NearestPhrases(len(flat), verify.candidates) if verifies(index, query, verify) else None
     table = index.table()
     for pos in range(0, cand.size, chunk):
         sel = by_bound[pos : pos + chunk]
@@ -410,7 +422,7 @@ def rank_songs(index: LatentIndex, query: QueryVectors, k: int = 10, rule: str =
             best.add(dist, table.vector_ids[cols])
         so_far = np.concatenate(scores)
         nxt = pos + chunk
-        if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] <= bound[by_bound[nxt]]):
+        if so_far.size >= k and (nxt >= cand.size or np.partition(so_far, k - 1)[k - 1] + slack <= bound[by_bound[nxt]]):
             break
     sel = np.concatenate(scored)
     song_score = np.concatenate(scores)
