@@ -582,6 +582,33 @@ def test_scans_find_the_exact_nearest():
         assert list(got) == list(np.argsort(d[i], kind="stable")[:20])
 
 
+def test_the_prefix_bound_scan_finds_the_exact_nearest():
+    """The pruned scan reads most rows in part only, and finds the plain scan's nearest: the same
+    distances, at every k, for vectors whose variance sits in a few axes and for vectors whose
+    does not, Euclidean and (unit vectors) cosine."""
+    from midivae.evaluate.metrics import prepare
+    from midivae.evaluate.tasks import ExactScan, PrefixBoundScan
+
+    rng = np.random.default_rng(2)
+    spread = rng.standard_normal((400, 24)).astype(np.float32)
+    skewed = spread * np.geomspace(4.0, 0.05, 24).astype(np.float32) @ np.linalg.qr(rng.standard_normal((24, 24)))[0]
+    dup = np.concatenate([skewed[:300], skewed[:100]]).astype(np.float32)  # exact ties
+    for x in (spread, skewed.astype(np.float32), dup):
+        q = np.concatenate([x[:3] + 0.01, rng.standard_normal((2, 24)).astype(np.float32)])
+        for distance in ("euclidean", "cosine"):
+            px, pq = prepare(x, distance), prepare(q, distance)
+            plain = ExactScan.of(px.vectors, px.sq_norms, distance, False)
+            pruned = PrefixBoundScan.of(px.vectors)
+            for i in range(len(q)):
+                y = pq.vectors[i]
+                true = ((px.vectors - y) ** 2).sum(axis=1)
+                for k in (1, 10, 100, 400, 500):
+                    got, dist = pruned.top_k(y, k)  # distances up to a constant (|q|^2, rotated)
+                    assert len(got) == min(k, len(x)) and len(set(got.tolist())) == len(got)
+                    assert np.allclose(true[got], np.sort(true[plain.top_k(y, min(k, len(x)))]), atol=1e-4)
+                    assert np.all(np.diff(dist) >= 0) and np.allclose(dist - dist[0], true[got] - true[got][0], atol=1e-3)
+
+
 def test_timing_passes_fill_the_minimum_time():
     """Every method is sampled over the same stretch of time: passes go on past the minimum count."""
     import time
