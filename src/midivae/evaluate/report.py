@@ -219,6 +219,7 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
     targets = m.get("targets") or []
     if targets:
         L += ["### Targets (issue 5) for the model row", "",
+              "Every target reads the `model` row; the two against raw_cosine also each other model row, named.", "",
               _table(["target", "measured", "met", "note"],
                      [[t["target"], t["value"], {True: "yes", False: "**no**", None: "–"}[t["met"]], t["note"]] for t in targets]), ""]
     bars = excerpt_bars(out, methods)
