@@ -256,6 +256,11 @@ def test_version_identification_searches_files_with_several_embed(make_songs):
     for several, hit1 in ((None, 1.0), (identity, 1.0), (constant, 1 / 8)):
         r = tasks.version_identification(vs, Embedding("m", identity, "euclidean", -1, -1, several_embed=several))
         assert r["n_queries"] == 6 and r["hit@1"] == pytest.approx(hit1)
+        if several is not None:  # given as a function of the vectors: the same space, each phrase embedded once
+            calls = []
+            counted = lambda p: (calls.append(len(p)), identity(p))[1]  # noqa: E731
+            of = Embedding("m", counted, "euclidean", -1, -1, several_embed=several, several_of=lambda v: several(v))
+            assert tasks.version_identification(vs, of) == r and sum(calls) == sum(len(f) for f in files)
 
 
 def _with_tempi(songs, tempi):

@@ -284,7 +284,8 @@ def model_embedding(model, name: str = "model", distance: str | None = None, enc
                + (f"; a query of several phrases: + {FILE_TEMPO_WEIGHT} x (1 - tempo agreement)" if head.reads_tempo else "")
                + f"; checkpoint {ckpt}"),
         meta={"checkpoint_id": ckpt, "search_head": head.settings()},
-        several_embed=several_embed if head.song_dims else None, reads_tempo=head.reads_tempo,
+        several_embed=several_embed if head.song_dims else None, several_of=head.without_song if head.song_dims else None,
+        reads_tempo=head.reads_tempo,
         tempo_weight=FILE_TEMPO_WEIGHT if head.reads_tempo else 0.0, verify=verify,
         timing_embed=lambda ph: _with_notes(np.asarray(model.encode_search(np.asarray(ph, dtype=bool)), np.float32), ph,
                                             verify))

@@ -61,6 +61,9 @@ class Embedding:
     #: searched in, query and index side (a model's search vectors without their song part, see
     #: midivae.search_space)
     several_embed: EmbedFn | None = None
+    #: ``several_embed`` as a function of ``embed``'s vectors, where it is one (a model: its search
+    #: head's song part taken out), so a task needing both embeds each phrase once
+    several_of: Callable[[np.ndarray], np.ndarray] | None = None
     #: ``embed`` (and ``sample``, ``several_embed``) take the phrases' song tempo as a second argument
     reads_tempo: bool = False
     #: a query of several phrases adds this weight x (1 - tempo agreement) to a file's distance, as

@@ -59,7 +59,8 @@ def version_identification(
     query_files = np.nonzero(counts[gid] >= 2)[0]
     if not len(query_files):
         raise ValueError("no song has two versions")
-    x = emb.prepare(embed_flat(emb, flat))
+    vectors = embed_flat(emb, flat)
+    x = emb.prepare(vectors)
     notes = flat_notes(emb, flat)  # the exact verify, where the search runs it
     ends = np.append(flat.starts[1:], len(flat))
     qrows = np.concatenate([np.arange(flat.starts[i], ends[i]) for i in query_files])
@@ -70,9 +71,11 @@ def version_identification(
     qstarts = np.concatenate([[0], np.cumsum(qlen)[:-1]])
     spaces = [(x, x, np.arange(len(query_files)))]  # (query space, searched space, query file positions)
     if emb.several_embed is not None:
-        x_several = emb.prepare(embed_flat(replace(emb, embed=emb.several_embed), flat))
+        x_several = emb.prepare(emb.several_of(vectors) if emb.several_of is not None
+                                else embed_flat(replace(emb, embed=emb.several_embed), flat))
         spaces = [(x, x, np.nonzero(qlen == 1)[0]),
                   (x_several, replace(x_several, coarse=x.coarse), np.nonzero(qlen > 1)[0])]
+    del vectors  # the prepared spaces hold what the scoring reads
     # per query file: its mean nearest-phrase distance to every file; two-stage: also by the coarse
     # part, and whether the file is in any of its phrases' shortlists. Computed for a few whole
     # query files at a time (a file's phrases are never split, so its mean is summed as over all
