@@ -100,7 +100,8 @@ def _worst_song_hit(rob: dict) -> float | None:
 
 
 def check_targets(m: dict, model: str = "model") -> list[dict]:
-    """Issue 5's targets for a model row, each with the measured value and whether it is met."""
+    """Issue 5's targets for a model row (those against raw_cosine also for every other model row,
+    named), each with the measured value and whether it is met."""
     methods = m["methods"]
     if model not in methods:
         return []
