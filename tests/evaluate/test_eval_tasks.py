@@ -740,6 +740,32 @@ def test_a_verified_search_orders_near_copies_by_their_notes():
     assert e0["hit@1"] == e1["hit@1"] == 1.0  # the verify moves distances within a song only here
 
 
+def test_the_prefix_bound_scan_hands_the_verify_cosine_distances():
+    """A cosine search through the prefix-bound scan (half its squared distances: cosine distances
+    up to a constant) is re-ordered by the verify as the plain scan's is (the margin is in cosine
+    units), on 30 songs of near-copies whose onsets tie."""
+    from midivae.evaluate.metrics import prepare
+    from midivae.evaluate.tasks import ExactScan, PrefixBoundScan
+    from midivae.verify import DEFAULT_VERIFY, PhraseNotes, query_codes, reorder_one
+
+    phrases = np.concatenate([s.phrases for s in near_copy_songs(n_songs=30)])
+    x = prepare(onset_counts(phrases), "cosine")
+    notes = PhraseNotes.from_phrases(phrases)
+    plain, pruned = ExactScan.of(x.vectors, x.sq_norms, "cosine", False), PrefixBoundScan.of(x.vectors)
+    moved = 0
+    for i in range(0, len(phrases), 7):
+        q, codes = x.vectors[i], query_codes(notes, i)
+        top = plain.top_k(q, 10)
+        want = reorder_one(top, -plain.similarities(q)[top], codes, notes, DEFAULT_VERIFY)
+        rows, dist = pruned.top_k(q, 10)
+        cosine = 1.0 - x.vectors[rows] @ q
+        assert np.allclose(0.5 * (dist - dist[0]), cosine - cosine[0], atol=1e-5)  # the margin's units
+        got = reorder_one(rows, 0.5 * dist, codes, notes, DEFAULT_VERIFY)
+        assert got[0] == want[0] == i  # the notes find the phrase itself among its near-copies
+        moved += top[0] != i
+    assert moved  # the onsets alone put another near-copy first somewhere
+
+
 def test_the_version_task_verifies_as_the_index_does():
     from dataclasses import replace
 
