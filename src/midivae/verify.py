@@ -103,10 +103,7 @@ class PhraseNotes:
         """The notes of phrases ``bool (n, *PHRASE_SHAPE)`` (vectorised a batch at a time)."""
         phrases = np.asarray(phrases)
         n = len(phrases)
-        parts = [_notes_of_batch(phrases[a : a + batch]) for a in range(0, n, batch)]
-        if not parts:
-            return cls.empty()
-        return cls.concat(parts)
+        return cls.concat([_notes_of_batch(phrases[a : a + batch]) for a in range(0, n, batch)])
 
     @classmethod
     def concat(cls, parts: list[PhraseNotes]) -> PhraseNotes:
@@ -114,13 +111,13 @@ class PhraseNotes:
             return cls.empty()
         counts = np.concatenate([p.counts for p in parts])
         return cls(np.concatenate([p.onsets for p in parts]), np.concatenate([p.columns for p in parts]),
-                   np.concatenate([p.lengths for p in parts]), np.r_[0, np.cumsum(counts)].astype(np.int64))
+                   np.concatenate([p.lengths for p in parts]), _starts(counts))
 
     def take(self, rows: np.ndarray) -> PhraseNotes:
         rows = np.asarray(rows, dtype=np.int64)
         idx, counts = _ragged(self.starts, rows)
         return PhraseNotes(self.onsets[idx], self.columns[idx], self.lengths[idx],
-                           np.r_[0, np.cumsum(counts)].astype(np.int64))
+                           _starts(counts))
 
     def to_blobs(self) -> list[bytes]:
         """One ``bytes`` per phrase: (onset, column, length) per note, one byte each."""
@@ -131,7 +128,7 @@ class PhraseNotes:
     def from_blobs(cls, blobs: list[bytes]) -> PhraseNotes:
         counts = np.array([len(b) // 3 for b in blobs], dtype=np.int64)
         flat = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, 3).astype(np.int16)
-        return cls(flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].copy(), np.r_[0, np.cumsum(counts)].astype(np.int64))
+        return cls(flat[:, 0].copy(), flat[:, 1].copy(), flat[:, 2].copy(), _starts(counts))
 
 
 def _notes_of_batch(phrases: np.ndarray) -> PhraseNotes:
@@ -148,7 +145,12 @@ def _notes_of_batch(phrases: np.ndarray) -> PhraseNotes:
     phrase, column = np.divmod(row, N_COLUMNS)
     counts = np.bincount(phrase, minlength=n)
     return PhraseNotes((start - 1).astype(np.int16), column.astype(np.int16), (end - onset).astype(np.int16),
-                       np.r_[0, np.cumsum(counts)].astype(np.int64))
+                       _starts(counts))
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """A ragged array's row starts (and its length last) from its row counts."""
+    return np.r_[0, np.cumsum(counts)].astype(np.int64)
 
 
 def _ragged(starts: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -275,14 +275,21 @@ def _score_songs(index: LatentIndex, flat: np.ndarray, keys: np.ndarray, n_shift
     return score[best_shift, np.arange(keys.size)], best_shift, dist, cols, offsets, lengths
 
 
+def _columns_of(vids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` (vector ids, any shape) stands among ``vids`` (distinct): whether
+    it is there, and its column (meaningful only where it is)."""
+    order = np.argsort(vids, kind="stable")
+    pos = np.minimum(np.searchsorted(vids[order], wanted), len(vids) - 1)
+    return vids[order][pos] == wanted, order[pos]
+
+
 def fingerprint_term(dist: np.ndarray, vids: np.ndarray, shortlists: np.ndarray, query_sig: np.ndarray,
                      stored_sig: np.ndarray, weight: float) -> np.ndarray:
     """``dist`` (query rows x phrases ``vids``) plus ``weight`` x (1 - landmark similarity) where the
     phrase is in the row's shortlist, plus ``weight`` elsewhere."""
-    order = np.argsort(vids, kind="stable")
-    pos = np.minimum(np.searchsorted(vids[order], shortlists), len(vids) - 1)
-    rows, ranks = np.nonzero((shortlists >= 0) & (vids[order][pos] == shortlists))
-    cols = order[pos[rows, ranks]]
+    found, col = _columns_of(vids, shortlists)
+    rows, ranks = np.nonzero((shortlists >= 0) & found)
+    cols = col[rows, ranks]
     out = dist + np.float32(weight)
     out[rows, cols] -= (weight * similarity(query_sig[rows], stored_sig[cols])).astype(out.dtype)
     return out
@@ -298,10 +305,8 @@ class Verified:
 
     def apply(self, dist: np.ndarray, vids: np.ndarray) -> None:
         """Write them into ``dist`` (query rows x phrases ``vids``) where it holds their phrase."""
-        order = np.argsort(vids, kind="stable")
-        pos = np.minimum(np.searchsorted(vids[order], self.vids), len(vids) - 1)
-        there = vids[order][pos] == self.vids
-        dist[self.rows[there], order[pos[there]]] = self.dists[there]
+        there, col = _columns_of(vids, self.vids)
+        dist[self.rows[there], col[there]] = self.dists[there]
 
 
 class _NearestPhrases:
