@@ -13,6 +13,10 @@ Rows, all in one run on the same real LPD-5 phrases:
 * shipped: the shipped `retrieval` model's training step and encoding (what `midivae train
   --arch retrieval` and `midivae index build` run), for scale.
 
+Every row runs twice in the same run: with glibc's default allocation (each large tensor a fresh
+mmap, page-faulted in every step), then after `midivae.memory.keep_freed_memory()` (freed memory
+reused, what the `midivae` command and the trainer run with).
+
 The machine is shared, so besides wall-clock samples/s the table gives CPU-time-normalised
 samples/s (samples / (process CPU seconds / threads)): what the same work would reach with the
 threads to itself. A matmul measures the fp32 ceiling in the same run; FLOPs / that ceiling is
@@ -26,6 +30,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +41,9 @@ from midivae.constants import N_PITCHES, N_TRACKS, PHRASE_SHAPE, STEPS_PER_PHRAS
 from midivae.data.store import pack
 from midivae.model.reference import ReferenceConfig, ReferenceVAE
 from midivae.data.augment import cells_from_packed
+from midivae.memory import keep_freed_memory
+from midivae.model.api import Model, pretrained_path
+from midivae.model.checkpoint import load_checkpoint
 from midivae.model.train import autocast, cpu_flags, make_optimizer, unpack_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +132,7 @@ def main() -> None:
           f"{ref.flops_per_sample() / 1e6:.1f} MFLOP forward, {train_flops / 1e6:.1f} MFLOP per training sample")
     print(f"fp32 matmul (256x32256x256): {gf_wall:.0f} GFLOP/s wall, {gf_cpu:.0f} GFLOP/s CPU-normalised "
           f"-> fp32 bound for this model ~{gf_cpu * 1e9 / train_flops:.0f} training samples/s")
-    rows = []
+    rows: list[tuple[str, str, Callable[[], object], int, int]] = []  # name, task, call, samples per call, calls
 
     def batch_indices(bs):
         return np.sort(rng.choice(packed.shape[0], size=bs, replace=packed.shape[0] < bs))
@@ -135,13 +143,13 @@ def main() -> None:
         plain = PlainVAE(config)
         opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
 
-        def plain_step():
+        def plain_step(plain=plain, opt=opt, bs=bs):
             x = torch.from_numpy(np.unpackbits(packed[batch_indices(bs)], axis=1).astype(bool)).float()
             opt.zero_grad()
             plain(x.reshape(bs, *PHRASE_SHAPE)).backward()
             opt.step()
 
-        rows.append((f"plain (fp32, NCHW, library BCE, Adam), batch {bs}", "train", *timed(plain_step, bs, args.steps, args.threads)))
+        rows.append((f"plain (fp32, NCHW, library BCE, Adam), batch {bs}", "train", plain_step, bs, args.steps))
     # midivae trainer step (fp32, and bf16 autocast where the CPU has it natively)
     native_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
     bf16_modes = [False] + ([True] if args.bf16 == "on" or (args.bf16 == "auto" and native_bf16) else [])
@@ -152,7 +160,7 @@ def main() -> None:
             model = ReferenceVAE(config).to(memory_format=torch.channels_last)
             opt = make_optimizer(model, 1e-3)
 
-            def step():
+            def step(model=model, opt=opt, bs=bs, bf16=bf16):
                 x = unpack_rows(packed[batch_indices(bs)], cpu)
                 opt.zero_grad(set_to_none=True)
                 with autocast(cpu, bf16):
@@ -162,69 +170,77 @@ def main() -> None:
 
             precision = "bf16 autocast" if bf16 else "fp32"
             rows.append((f"midivae trainer step ({precision}, channels-last, fused BCE + Adam), batch {bs}", "train",
-                         *timed(step, bs, max(2, args.steps * 64 // bs), args.threads)))
+                         step, bs, max(2, args.steps * 64 // bs)))
     # encoding
-    from midivae.model.api import Model
-
     phrases = np.unpackbits(packed[batch_indices(1024)], axis=1).view(bool).reshape(-1, *PHRASE_SHAPE)
     api = Model(ReferenceVAE(config))
     rows.append(("midivae Model.encode (numpy bool in, float32 out), batch 256", "encode",
-                 *timed(lambda: api.encode(phrases), len(phrases), 2, args.threads)))
+                 lambda: api.encode(phrases), len(phrases), 2))
     rows.append(("midivae Model.encode_mean (posterior mean only, for the index), batch 256", "encode",
-                 *timed(lambda: api.encode_mean(phrases), len(phrases), 2, args.threads)))
-    plain = PlainVAE(config).eval()
+                 lambda: api.encode_mean(phrases), len(phrases), 2))
+    plain_net = PlainVAE(config).eval()
 
     def plain_encode():
         with torch.no_grad():
             for i in range(0, len(phrases), 64):
-                plain.encode(torch.from_numpy(phrases[i : i + 64]).float())
+                plain_net.encode(torch.from_numpy(phrases[i : i + 64]).float())
 
-    rows.append(("plain encode (no_grad, NCHW), batch 64", "encode", *timed(plain_encode, len(phrases), 2, args.threads)))
+    rows.append(("plain encode (no_grad, NCHW), batch 64", "encode", plain_encode, len(phrases), 2))
     if len(bf16_modes) > 1:
         def bf16_encode():
             with autocast(cpu, True):
                 api.encode_mean(phrases)
 
-        rows.append(("midivae Model.encode_mean under bf16 autocast, batch 256", "encode",
-                     *timed(bf16_encode, len(phrases), 2, args.threads)))
+        rows.append(("midivae Model.encode_mean under bf16 autocast, batch 256", "encode", bf16_encode, len(phrases), 2))
     if native_bf16:
         print("bf16: this CPU has native bf16; `--precision auto` trains under bf16 autocast")
     elif len(bf16_modes) == 1:
         print("bf16 autocast: not measured, off by default: no avx512_bf16/amx_bf16 on this CPU (emulated, ~10x slower)")
     ref_rows = len(rows)
     # the shipped retrieval model, for scale (not the reference design)
-    from midivae.model import load_model
-
-    shipped = load_model()
+    shipped = Model(load_checkpoint(pretrained_path()))
     net = shipped.vae
-    net.train()
     ropt = make_optimizer(net, 1e-3)
-
     view_rng = np.random.default_rng(0)
 
     def retrieval_step():  # as the trainer runs it: bytes in, the view built from the packed rows
-        rows = packed[batch_indices(128)]
-        x = unpack_rows(rows, cpu, torch.uint8)
-        view = net.make_view(cells_from_packed(rows), view_rng)
+        net.train()
+        batch = packed[batch_indices(128)]
+        x = unpack_rows(batch, cpu, torch.uint8)
+        view = net.make_view(cells_from_packed(batch), view_rng)
         ropt.zero_grad(set_to_none=True)
         net.loss(x, 0.1, view=view)["loss"].backward()
         ropt.step()
 
+    def shipped_encode():
+        net.eval()
+        shipped.encode_mean(phrases)
+
     rows.append((f"shipped `retrieval` model ({net.checkpoint_id}) trainer step, batch 128", "train (shipped)",
-                 *timed(retrieval_step, 128, max(2, args.steps // 2), args.threads)))
-    net.eval()
-    rows.append(("shipped `retrieval` model Model.encode_mean, batch 256", "encode (shipped)",
-                 *timed(lambda: shipped.encode_mean(phrases), len(phrases), 2, args.threads)))
+                 retrieval_step, 128, max(2, args.steps // 2)))
+    rows.append(("shipped `retrieval` model Model.encode_mean, batch 256", "encode (shipped)", shipped_encode, len(phrases), 2))
+
+    # every row twice: with glibc's default allocation, then with freed memory kept in the process
+    default = [timed(call, samples, calls, args.threads) for _, _, call, samples, calls in rows]
+    kept_applied = keep_freed_memory()
+    kept = [timed(call, samples, calls, args.threads) for _, _, call, samples, calls in rows]
+    kept_name = "freed memory kept" if kept_applied else "freed memory kept (not available here: same as default)"
 
     print()
-    print("| implementation | task | samples/s (wall) | samples/s (CPU-normalised) |")
-    print("|---|---|---:|---:|")
-    for name, task, wall, cpu in rows:
-        print(f"| {name} | {task} | {wall:,.0f} | {cpu:,.0f} |")
-    plain_cpu = rows[0][3]
-    best_cpu = max(r[3] for r in rows[:ref_rows] if r[1] == "train")
-    print(f"\ntrainer / plain (CPU-normalised): {best_cpu / plain_cpu:.2f}x; "
-          f"targets: >= 1,000 training samples/s, >= 5,000 encoded phrases/s")
+    print("samples/s, CPU-normalised (wall-clock in brackets)")
+    print()
+    print(f"| implementation | task | default malloc | {kept_name} | kept / default |")
+    print("|---|---|---:|---:|---:|")
+    for (name, task, *_), (dw, dc), (kw, kc) in zip(rows, default, kept):
+        print(f"| {name} | {task} | {dc:,.0f} ({dw:,.0f}) | {kc:,.0f} ({kw:,.0f}) | {kc / dc:.2f}x |")
+    for label, results in (("default malloc", default), (kept_name, kept)):
+        plain_cpu = results[0][1]
+        ours = [(r[1], row[1]) for r, row in zip(results[:ref_rows], rows) if row[0].startswith("midivae")]
+        best_cpu = max(rate for rate, task in ours if task == "train")
+        best_encode = max(rate for rate, task in ours if task == "encode")
+        print(f"{label}: reference trainer / plain {best_cpu / plain_cpu:.2f}x; best reference training "
+              f"{best_cpu:,.0f} samples/s, encoding {best_encode:,.0f} phrases/s")
+    print("targets: >= 1,000 training samples/s, >= 5,000 encoded phrases/s")
 
 
 if __name__ == "__main__":

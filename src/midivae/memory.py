@@ -1,0 +1,47 @@
+"""Keep freed memory in the process, so that large tensors are not page-faulted in again each step.
+
+glibc serves every allocation above its mmap threshold (at most 32 MiB, 128 KiB at first) with a
+fresh ``mmap`` and hands it back to the kernel on free. A training step or an encoded batch
+allocates tensors of tens of MB (the logits of 128 phrases alone are 41 MB), so each step
+page-faults every page of them in again and the kernel zeroes them: on a 2-core machine that was
+a third of a reference-model training step and half of an encoding pass
+(``python benchmarks/train_speed.py`` measures both ways side by side).
+
+PyTorch's CPU tuning guide answers this with a caching allocator (jemalloc or tcmalloc through
+``LD_PRELOAD``); :func:`keep_freed_memory` gets the same reuse from glibc itself, in-process: no
+allocation is served by ``mmap`` and the heap's free top is kept. The cost is that the process
+keeps its peak heap after large frees (as with those allocators).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+#: mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+#: the largest trim threshold mallopt takes (an int): free heap top above it is still returned
+_TRIM_THRESHOLD = 2**31 - 1
+
+_applied = False
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc reuse freed memory instead of unmapping it; once per process, idempotent.
+
+    True where it took effect (Linux with glibc); elsewhere nothing changes and it returns False.
+    """
+    global _applied
+    if _applied:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # musl and other C libraries answer 0 (not supported) and change nothing
+    _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+    return _applied
