@@ -55,6 +55,19 @@ def test_cli_runs_selected_tasks(lpd_dir, tmp_path):
     assert "excerpt" in saved["methods"]["chroma"] and "robustness" not in saved["methods"]["chroma"]
 
 
+def test_cli_excerpt_queries_caps_the_excerpt_task(lpd_dir, tmp_path):
+    out = tmp_path / "r"
+    _evaluate_baselines(lpd_dir, out, "excerpt", "chroma,random", "--quiet", "--excerpt-queries", "10")
+    saved = json.loads((out / "metrics.json").read_text())
+    for method in ("chroma", "random"):
+        e = saved["methods"][method]["excerpt"]
+        assert e["n_queries"] == 10 < e["n_query_phrases"] and saved["config"]["excerpt_queries"] == 10
+    assert "10 queries (a seeded sample of the" in (out / "report.md").read_text()
+    _evaluate_baselines(lpd_dir, out, "excerpt", "chroma", "--quiet", "--excerpt-queries", "0")  # 0: all of them
+    e = json.loads((out / "metrics.json").read_text())["methods"]["chroma"]["excerpt"]
+    assert e["n_queries"] == e["n_query_phrases"] > 10
+
+
 def test_cli_rejects_unknown_task(lpd_dir, tmp_path):
     from midivae.cli import main
 

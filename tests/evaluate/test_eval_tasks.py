@@ -22,6 +22,24 @@ def test_excerpt_identity_finds_every_repeat(songs):
     assert r["n_queries"] == 3 * len(songs)
 
 
+def test_excerpt_queries_a_seeded_sample_beyond_its_cap(songs):
+    full = tasks.excerpt_retrieval(songs, identity, "euclidean")
+    capped = tasks.excerpt_retrieval(songs, identity, "euclidean", max_queries=5, seed=3)
+    assert capped["n_queries"] == 5 and capped["n_query_phrases"] == full["n_queries"] == full["n_query_phrases"]
+    assert capped["n_index"] == full["n_index"]  # the index keeps every song's first half
+    assert capped["hit@1"] == 1.0  # the identity finds its song from any query
+    # the same rows for every method (a function of the rows and the seed), other rows for another seed
+    rows = np.arange(100, 160)
+    a = tasks.sample_queries(rows, 5, seed=3)
+    assert np.array_equal(a, tasks.sample_queries(rows, 5, seed=3)) and np.all(np.diff(a) > 0)
+    assert set(a) <= set(rows) and not np.array_equal(a, tasks.sample_queries(rows, 5, seed=4))
+    assert np.array_equal(tasks.sample_queries(rows, 60, seed=3), rows)
+    assert np.array_equal(tasks.sample_queries(rows, None, seed=3), rows)
+    # a constant embedding still reads chance, not more, on the sample
+    c = tasks.excerpt_retrieval(songs, constant, "euclidean", max_queries=7)
+    assert c["hit@1"] == pytest.approx(1 / len(songs))
+
+
 def test_excerpt_constant_gets_chance_not_one(songs):
     r = tasks.excerpt_retrieval(songs, constant, "euclidean")
     assert r["hit@1"] == pytest.approx(1 / len(songs))

@@ -49,6 +49,10 @@ def register(main: click.Group) -> None:
                    "hard-drums = also another drum part (left out, or thinned with its cymbals swapped) half the time.")
 @click.option("--labels", "labels_dir", type=click.Path(exists=True, path_type=Path), default=None,
               help="AllMusic id_list_*.txt folder (default: $MIDIVAE_DATA/lpd5/labels/amg).")
+@click.option("--excerpt-queries", type=click.IntRange(min=0), default=20_000, show_default=True,
+              help="Excerpt retrieval queries at most this many of the second-half phrases, a seeded sample the same "
+                   "for every method (0: all; each query is compared with every indexed phrase, so all of them "
+                   "cost the square of the collection).")
 @click.option("--robustness-queries", type=click.IntRange(min=1), default=1000, show_default=True, help="Sampled phrases altered per alteration.")
 @click.option("--any-key-queries", type=click.IntRange(min=0), default=500, show_default=True,
               help="How many of them the any-key search (12 transpositions per query) runs on.")
@@ -61,8 +65,8 @@ def register(main: click.Group) -> None:
 @quiet_option
 @json_option
 def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, tasks, baselines, max_songs, fit_data, max_fit_songs, versions_csv,
-             versions_dir, versions_preset, labels_dir, robustness_queries, any_key_queries, latent_dim, seed, threads,
-             quiet, as_json) -> None:
+             versions_dir, versions_preset, labels_dir, excerpt_queries, robustness_queries, any_key_queries, latent_dim, seed,
+             threads, quiet, as_json) -> None:
     """Evaluate the model and the baselines (raw, raw_cosine, chroma, pca, bag_of_bars,
     bag_of_bars_pca, random) on the original protocol and real retrieval tasks; write
     OUT/report.md, OUT/metrics.json and PNG plots."""
@@ -82,7 +86,7 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
         data=data, out=out, checkpoint=checkpoint, use_model=not no_model, tasks=split(tasks, TASKS),
         baselines=split(baselines, BASELINE_NAMES), max_songs=max_songs, max_fit_songs=max_fit_songs,
         fit_data=fit_data, versions_csv=versions_csv, versions_dir=versions_dir, versions_preset=versions_preset, labels_dir=labels_dir,
-        robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
+        excerpt_queries=excerpt_queries or None, robustness_queries=robustness_queries, any_key_queries=any_key_queries, latent_dim=latent_dim, seed=seed,
         report_path=report_path, split=split_name, extra_models=tuple(compare), threads=threads,
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )

@@ -49,6 +49,7 @@ class EvalConfig:
     versions_preset: str = DEFAULT_PRESET  # how generated versions differ (midivae.evaluate.versions.VERSION_PRESETS)
     labels_dir: Path | None = None
     protocol_songs: int = T.ORIGINAL_PROTOCOL_SONGS
+    excerpt_queries: int | None = T.EXCERPT_QUERIES  # None: every second-half phrase
     robustness_queries: int = 1000
     any_key_queries: int = T.ANY_KEY_QUERIES
     reconstruction_phrases: int = 1000
@@ -160,7 +161,8 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
             vectors_of[emb.name] = vecs
         steps = {  # in the report's order
             "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),
-            "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs, notes=notes),
+            "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs, notes=notes,
+                                                   max_queries=cfg.excerpt_queries, seed=cfg.seed),
             "robustness": lambda: T.robustness(songs, emb, queries=queries, vectors=vecs, seed=cfg.seed,
                                                any_key_queries=cfg.any_key_queries, notes=notes),
             "genre": lambda: T.genre_consistency(songs, emb, labels=labels, seed=cfg.seed,

@@ -51,7 +51,7 @@ from midivae.evaluate.tasks.chunks import (
     flat_notes,
     query_chunk,
 )
-from midivae.evaluate.tasks.excerpt import excerpt_retrieval, excerpt_split
+from midivae.evaluate.tasks.excerpt import EXCERPT_QUERIES, excerpt_retrieval, excerpt_split, sample_queries
 from midivae.evaluate.tasks.genre import genre_consistency, song_vectors
 from midivae.evaluate.tasks.identification import other_version_ranks, query_mean, version_identification
 from midivae.evaluate.tasks.protocol import ORIGINAL_PROTOCOL_SONGS, _sampled_in_chunks, original_protocol
@@ -84,7 +84,7 @@ __all__ = [
     # protocol (task 1)
     "ORIGINAL_PROTOCOL_SONGS", "original_protocol",
     # excerpt (task 2)
-    "excerpt_split", "excerpt_retrieval",
+    "EXCERPT_QUERIES", "excerpt_split", "excerpt_retrieval", "sample_queries",
     # altered (task 3)
     "ANY_KEY_QUERIES", "SONG_LENGTH_GROUPS", "NEAR_COPY_SHARE", "song_length_label", "AlteredQueries", "altered_queries",
     "robustness", "self_ranks", "nearest_others", "differing_cells",
