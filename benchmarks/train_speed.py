@@ -15,7 +15,7 @@ Rows, all in one run on the same real LPD-5 phrases:
 
 Every row runs twice in the same run: with glibc's default allocation (each large tensor a fresh
 mmap, page-faulted in every step), then after `midivae.memory.keep_freed_memory()` (freed memory
-reused, what the `midivae` command and the trainer run with).
+reused, what the trainer runs with).
 
 The machine is shared, so besides wall-clock samples/s the table gives CPU-time-normalised
 samples/s (samples / (process CPU seconds / threads)): what the same work would reach with the
