@@ -351,7 +351,8 @@ def train(
     out = Path(out_dir)
     cls, mcfg, cfg, resumed = _resolve_configs(out, arch, model_config, train_config, resume)
     # every step frees and allocates the same tens of MB of tensors: reuse them rather than
-    # page-fault them in anew (reference model 1.3-1.4x on a 2-core CPU; benchmarks/train_speed.py)
+    # page-fault them in anew (reference model 1.25-1.3x through `midivae train` on 2 cores;
+    # benchmarks/train_speed.py)
     keep_freed_memory()
     device = resolve_device(cfg.device)
     bf16 = use_bf16(device, cfg.precision)
