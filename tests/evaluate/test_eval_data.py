@@ -7,7 +7,7 @@ from midivae.evaluate.data import load_eval_data
 from midivae.evaluate.labels import single_genre_labels
 
 
-def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path):
+def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path, monkeypatch):
     from midivae.data.ingest import ingest
     from midivae.data.store import SplitConfig
 
@@ -35,9 +35,17 @@ def test_store_test_split_is_evaluated_and_train_fits(lpd_dir, tmp_path):
     # the experiments' version sets: the split's songs re-rendered among all the store's songs
     from midivae.evaluate.versions import validation_version_sets
 
-    sets = validation_version_sets(tmp_path / "store", ("basic",), split="test")
+    sets = validation_version_sets(tmp_path / "store", ("basic",), split="test", folder=tmp_path / "sets")
     assert list(sets) == ["basic"] and len(sets["basic"].songs) == len(files) + n_first
     assert sets["basic"].n_queries == 2 * n_first
+    assert (tmp_path / "sets" / "basic" / "versions.csv").is_file()  # written where asked
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    again = validation_version_sets(tmp_path / "store", ("basic",), split="test")
+    assert again["basic"].n_queries == sets["basic"].n_queries
+    assert not any((tmp_path / "tmp").iterdir())  # no folder left behind in the temporary directory
 
 
 def test_folder_split_by_hash_is_disjoint_and_stable(lpd_dir):

@@ -346,13 +346,15 @@ def _safe(name: str) -> str:
 
 
 def validation_version_sets(store: Path, presets: Sequence[str] = ("hard", "hard-drums"), real_csv: Path | None = None,
-                            split: str = "validation") -> dict[str, VersionSet]:
+                            split: str = "validation", folder: Path | None = None) -> dict[str, VersionSet]:
     """The sets the experiments compare version rules on: the ``split`` songs of a phrase store
-    re-rendered with each preset among all the store's songs (written to a temporary folder),
-    and, with ``real_csv``, the real versions beside it as ``"real"``."""
+    re-rendered with each preset among all the store's songs, and, with ``real_csv``, the real
+    versions beside it as ``"real"``. The re-renderings are written under ``folder`` (None: a
+    temporary folder, removed once they are read: a set holds its phrases in memory)."""
     songs, n_first = load_store_split_first(store, split)
-    tmp = Path(tempfile.mkdtemp(prefix="midivae-version-sets-"))
-    sets = {p: generated_versions(songs, tmp / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
+    with tempfile.TemporaryDirectory(prefix="midivae-version-sets-") as tmp:
+        where = Path(folder) if folder is not None else Path(tmp)
+        sets = {p: generated_versions(songs, where / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
     if real_csv is not None:
         sets["real"] = load_versions(Path(real_csv).parent, real_csv)
     return sets
