@@ -149,3 +149,19 @@ def test_same_label_auc_by_enumeration():
     got = same_label_auc(d, labels, n_shuffles=20)
     assert got["auc"] == pytest.approx(want)
     assert 0.0 <= got["shuffled95"] <= 1.0
+
+
+def test_sparse_cosine_rows_are_the_dense_unit_rows_and_share_the_indices():
+    import scipy.sparse as sp
+
+    from midivae.evaluate.metrics import pairwise, prepare
+
+    rng = np.random.default_rng(3)
+    dense = (rng.random((6, 40)) < 0.2).astype(np.float32)
+    dense[2] = 0  # an empty phrase stays a zero row
+    x = sp.csr_matrix(dense)
+    p = prepare(x, "cosine")
+    assert np.allclose(p.vectors.toarray(), prepare(dense, "cosine").vectors, atol=1e-7)
+    assert np.shares_memory(p.vectors.indices, x.indices) and not np.shares_memory(p.vectors.data, x.data)
+    assert not p.vectors[2].nnz and p.sq_norms[2] == 0 and np.all(p.sq_norms[[0, 1, 3, 4, 5]] == 1)
+    assert np.allclose(pairwise(p, p), pairwise(prepare(dense, "cosine"), prepare(dense, "cosine")), atol=1e-6)

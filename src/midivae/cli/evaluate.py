@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from midivae.cli.common import echo_json, json_option, quiet_option
+from midivae.cli.common import echo_json, json_option, progress_enabled, quiet_option
 from midivae.evaluate.versions import DEFAULT_PRESET, VERSION_PRESETS
 
 
@@ -91,7 +91,7 @@ def evaluate(data, checkpoint, compare, no_model, split_name, out, report_path, 
         command="midivae evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "",
     )
     log = (lambda s: None) if quiet or as_json else (lambda s: click.echo(s, err=True))
-    metrics = run_evaluation(cfg, log, bars=not (quiet or as_json))
+    metrics = run_evaluation(cfg, log, bars=progress_enabled(quiet) and not as_json)  # log lines stay, bars only on a terminal
     targets = [t for t in metrics.get("targets", []) if t["met"] is not None]
     if as_json:
         echo_json({"report": str(out / "report.md"), "metrics": str(out / "metrics.json"),

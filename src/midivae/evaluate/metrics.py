@@ -88,8 +88,10 @@ def prepare(vectors: np.ndarray | sp.spmatrix, distance: str, coarse_dims: int =
         v = sp.csr_matrix(vectors, dtype=np.float32)
         sq = np.asarray(v.multiply(v).sum(axis=1), dtype=np.float64).ravel()
         if distance == "cosine":
-            scale = 1.0 / np.sqrt(np.maximum(sq, 1e-24))
-            v = sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ v)
+            scale = (1.0 / np.sqrt(np.maximum(sq, 1e-24))).astype(np.float32)
+            # only the values are new: the unit rows share the input's column indices and row
+            # pointers (a raw phrase's ~1,000 cells, 4 bytes of index each, are not copied)
+            v = sp.csr_matrix((v.data * np.repeat(scale, np.diff(v.indptr)), v.indices, v.indptr), shape=v.shape)
             sq = np.where(sq > 0, 1.0, 0.0)
     else:
         v = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -180,6 +180,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
         r["seconds"] = time.perf_counter() - t_m
         r["task_seconds"] = task_seconds
         results[emb.name] = r
+        vecs = None  # gone before the next method's are built (a raw method's: ~1 GB at 100,000 phrases)
         log(f"{emb.name}: done in {r['seconds']:.1f} s")
 
     recon = {}

@@ -78,8 +78,8 @@ def excerpt_retrieval(
         xi, xq = v[: len(index_rows)], v[len(index_rows) :]
     else:
         xi, xq = vectors[index_rows], vectors[query_rows]
-    index = emb.prepare(xi)
-    queries = emb.prepare(xq)
+    index, queries = emb.prepare(xi), emb.prepare(xq)
+    del xi, xq  # a cosine method's unit rows are new values: the originals' go
     index_song = flat.song[index_rows]
     groups, starts = np.unique(index_song, return_index=True)
     position = np.full(len(songs), -1, dtype=np.int64)
