@@ -1,4 +1,7 @@
-"""Keep freed memory in the process, so that large tensors are not page-faulted in again each step.
+"""Where freed memory goes: kept for the trainer's next step, handed back between evaluation steps.
+
+:func:`keep_freed_memory` keeps it in the process, so that large tensors are not page-faulted in
+again each step; :func:`release_freed_memory` returns what a finished evaluation step freed.
 
 glibc serves every allocation above its mmap threshold (at most 32 MiB, 128 KiB at first) with a
 fresh ``mmap`` and hands it back to the kernel on free. A training step or an encoded batch
@@ -38,13 +41,37 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # musl and other C libraries answer 0 (not supported) and change nothing
     _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
     return _applied
+
+
+def release_freed_memory() -> bool:
+    """Hand the free pages inside glibc's heap back to the kernel (``malloc_trim``).
+
+    glibc gives back only the free top of its heap: what a finished step freed below live
+    blocks stays resident, and the next step's large arrays (each its own ``mmap``) cannot use
+    it. An evaluation calls this between methods; at 27,151 phrases each call returned 200-270
+    MB in a few ms. True where it ran (glibc), else False.
+    """
+    trim = _libc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True
+
+
+def _libc_function(name: str):
+    """A function of the C library this process already runs on (None off Linux, or where the
+    library has no such function: musl has no ``malloc_trim``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None

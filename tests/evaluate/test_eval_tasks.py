@@ -570,6 +570,15 @@ def test_model_rows_share_one_encoder(songs):
     z = rows[1].encode_sampled(songs[0].phrases, np.random.default_rng(0))
     assert np.allclose(z, a, atol=1e-3)
     assert tasks.cost(songs, rows[1], n_encode=8, n_queries=2)["dims"] == 5
+    # the caller's encoder, cleared once both rows ran: the next call encodes again
+    enc = baselines.CachedEncoder(model)
+    rows = baselines.model_embeddings(model, encoder=enc)
+    rows[0].embed(songs[0].phrases)
+    calls = model.calls
+    rows[1].embed(songs[0].phrases)
+    assert model.calls == calls
+    enc.clear()
+    assert np.array_equal(rows[1].embed(songs[0].phrases), b) and model.calls == calls + 1
 
 
 def test_scans_find_the_exact_nearest():

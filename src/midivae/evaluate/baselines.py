@@ -216,6 +216,10 @@ class CachedEncoder:
     def encode(self, phrases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self._encoded(phrases)[:2]
 
+    def clear(self) -> None:
+        """Forget every encoding (once no row of the model is left to run: ~3 KB a phrase)."""
+        self._cache.clear()
+
     def bars(self, phrases: np.ndarray) -> np.ndarray | None:
         """Each bar's share of the content part of the posterior mean (None: no such part)."""
         return self._encoded(phrases)[2]
@@ -299,10 +303,11 @@ def _with_notes(vectors: np.ndarray, phrases: np.ndarray, verify: VerifyConfig |
     return vectors
 
 
-def model_embeddings(model, name: str = "model") -> list[Embedding]:
-    """Two rows per model sharing one encoder: its search (cosine, the index's default metric,
-    through the search head) and the plain posterior mean under L2."""
-    enc = CachedEncoder(model)
+def model_embeddings(model, name: str = "model", encoder: CachedEncoder | None = None) -> list[Embedding]:
+    """Two rows per model sharing one encoder (``encoder``: the caller's, to clear once both
+    rows ran): its search (cosine, the index's default metric, through the search head) and the
+    plain posterior mean under L2."""
+    enc = encoder or CachedEncoder(model)
     return [model_embedding(model, name, "cosine", enc), model_embedding(model, f"{name}_l2", "euclidean", enc)]
 
 

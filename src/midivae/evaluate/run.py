@@ -20,11 +20,12 @@ import numpy as np
 
 from midivae.errors import CheckpointError, MidiVaeError
 from midivae.evaluate import tasks as T
-from midivae.evaluate.baselines import BASELINE_NAMES, make_baselines, model_embeddings
+from midivae.evaluate.baselines import BASELINE_NAMES, CachedEncoder, make_baselines, model_embeddings
 from midivae.evaluate.data import EvalData, flatten, load_eval_data, pick, share_rows
 from midivae.evaluate.embedding import Embedding
 from midivae.evaluate.parallel import progress, threads
 from midivae.evaluate.versions import DEFAULT_PRESET
+from midivae.memory import release_freed_memory
 
 TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
 DEFAULT_LATENT_DIM = 64
@@ -70,8 +71,9 @@ def cpu_flags() -> dict[str, bool]:
     return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags}
 
 
-def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[Embedding], list, str]:
-    """The model rows (shipped or --checkpoint, plus extras) and the loaded model objects."""
+def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[Embedding], list[CachedEncoder], str]:
+    """The model rows (shipped or --checkpoint, plus extras) and each loaded model's encoder
+    (``.model``: the model), which its rows share."""
     if not cfg.use_model:
         return [], [], "model not evaluated (--no-model)"
     try:
@@ -80,7 +82,7 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
         if cfg.checkpoint:
             raise CheckpointError(f"cannot load {cfg.checkpoint}: model API unavailable ({exc})") from None
         return [], [], f"model API unavailable ({exc})"
-    rows, models = [], []
+    rows, encoders = [], []
     paths = [cfg.checkpoint] + list(cfg.extra_models)
     for i, path in enumerate(paths):
         try:
@@ -94,10 +96,10 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
                 return [], [], f"shipped model failed to load ({type(exc).__name__}: {exc})"
             raise CheckpointError(f"cannot load {path}: {exc}") from exc
         name = "model" if i == 0 else f"model_{Path(str(path)).name}"
-        rows.extend(model_embeddings(model, name))
-        models.append(model)
+        encoders.append(CachedEncoder(model))
+        rows.extend(model_embeddings(model, name, encoders[-1]))
         log(f"model {name}: latent {model.latent_dim}, checkpoint {getattr(model, 'checkpoint_id', '?')}")
-    return rows, models, ""
+    return rows, encoders, ""
 
 
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None, bars: bool = False) -> dict:
@@ -114,16 +116,17 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed, split=cfg.split)
     flat = flatten(data.test)
     data = replace(data, test=share_rows(data.test, flat))  # the phrases held once, not twice
+    release_freed_memory()  # the songs' own copies (~0.2 GB at 27,000 phrases) back to the kernel
     songs = data.test
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
     if len(flat) and not np.isfinite(flat.tempo).any():
         log("note: no song's tempo is known (a store ingested before tempi were kept?); the model searches without "
             "it; re-ingest the songs for its full quality")
 
-    model_rows, models, model_note = load_model_rows(cfg, log)
+    model_rows, encoders, model_note = load_model_rows(cfg, log)
     if model_note:
         log(model_note)
-    dims = int(models[0].latent_dim) if models else cfg.latent_dim
+    dims = int(encoders[0].model.latent_dim) if encoders else cfg.latent_dim
     t0 = time.perf_counter()
     methods = model_rows + make_baselines(data.fit, dims, cfg.baselines, cfg.seed)
     log(f"baselines ready ({time.perf_counter() - t0:.1f} s)")
@@ -134,24 +137,25 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
     try:
         with threads(cfg.threads):
-            return _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries,
+            return _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, queries,
                                 versions, versions_note, t_start, log, bars)
     finally:
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims, labels, queries, versions,
+def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, queries, versions,
                  versions_note, t_start, log, bars: bool) -> dict:
     from midivae.evaluate import report
 
+    models = [enc.model for enc in encoders]
     results: dict[str, dict] = {}
     vectors_of: dict[str, object] = {}  # only what the pictures show: a sparse method's rows are ~7 KB each
     pictured = report.picture_method(methods).name if "pictures" in cfg.tasks and methods else None
     # every phrase's notes, read once for the methods whose search verifies (as ``vecs`` per method)
     notes = (T.all_notes(flat) if any(m.verify for m in methods) and {"excerpt", "robustness", "cost"} & set(cfg.tasks)
              else None)
-    for emb in methods:
+    for i, emb in enumerate(methods):
         t_m = time.perf_counter()
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
                                 **({"tempo_weight": emb.tempo_weight} if emb.tempo_weight else {})}
@@ -181,6 +185,10 @@ def _run_methods(cfg, out, data, songs, flat, methods, models, model_note, dims,
         r["task_seconds"] = task_seconds
         results[emb.name] = r
         vecs = None  # gone before the next method's are built (a raw method's: ~1 GB at 100,000 phrases)
+        if emb.kind == "model" and all(m.kind != "model" for m in methods[i + 1 :]):
+            for enc in encoders:
+                enc.clear()  # the model rows shared these encodings; the baselines after them need none
+        release_freed_memory()  # and what the method freed goes back to the kernel, not kept in the heap
         log(f"{emb.name}: done in {r['seconds']:.1f} s")
 
     recon = {}
