@@ -22,6 +22,8 @@ and peaked ~11% higher with it, so only the trainer calls it.
 from __future__ import annotations
 
 import ctypes
+import functools
+import platform
 import sys
 
 #: mallopt parameters (glibc's malloc.h)
@@ -41,11 +43,10 @@ def keep_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    mallopt = _libc_function("mallopt")
+    mallopt = _glibc_function("mallopt")
     if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # musl and other C libraries answer 0 (not supported) and change nothing
     _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
     return _applied
 
@@ -58,7 +59,7 @@ def release_freed_memory() -> bool:
     it. An evaluation calls this between methods; at 27,151 phrases each call returned 200-270
     MB in a few ms. True where it ran (glibc), else False.
     """
-    trim = _libc_function("malloc_trim")
+    trim = _glibc_function("malloc_trim")
     if trim is None:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
@@ -66,10 +67,10 @@ def release_freed_memory() -> bool:
     return True
 
 
-def _libc_function(name: str):
-    """A function of the C library this process already runs on (None off Linux, or where the
-    library has no such function: musl has no ``malloc_trim``)."""
-    if not sys.platform.startswith("linux"):
+@functools.lru_cache(maxsize=None)
+def _glibc_function(name: str):
+    """A glibc function of this process's C library (None off glibc: both functions are glibc's)."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
     try:
         return getattr(ctypes.CDLL(None), name)
