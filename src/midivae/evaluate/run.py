@@ -163,7 +163,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
             vecs = T.embed_flat(emb, flat)
         if emb.name == pictured:
             vectors_of[emb.name] = vecs
-        steps = {  # in the report's order
+        steps = {  # versions last: it embeds its own files, so this method's phrase vectors go before it
             "protocol": lambda: T.original_protocol(songs, emb, max_songs=cfg.protocol_songs, seed=cfg.seed),
             "excerpt": lambda: T.excerpt_retrieval(songs, emb, vectors=vecs, notes=notes,
                                                    max_queries=cfg.excerpt_queries, seed=cfg.seed),
@@ -171,11 +171,13 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
                                                any_key_queries=cfg.any_key_queries, notes=notes),
             "genre": lambda: T.genre_consistency(songs, emb, labels=labels, seed=cfg.seed,
                                                  vectors=_song_subset_vectors(songs, vecs, labels)),
-            "versions": lambda: T.version_identification(versions, emb),
             "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed, paired=emb.kind == "model", notes=notes),
+            "versions": lambda: T.version_identification(versions, emb),
         }
         task_seconds = {"encoding": time.perf_counter() - t_m}
         for task, step in steps.items():
+            if task == "versions":
+                vecs = None  # and before the next method's are built (a raw method's: ~1 GB at 100,000 phrases)
             if task in cfg.tasks:
                 t_task = time.perf_counter()
                 with progress(f"{emb.name}: {task}" if bars else None):
@@ -184,7 +186,6 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
         r["seconds"] = time.perf_counter() - t_m
         r["task_seconds"] = task_seconds
         results[emb.name] = r
-        vecs = None  # gone before the next method's are built (a raw method's: ~1 GB at 100,000 phrases)
         if emb.kind == "model" and all(m.kind != "model" for m in methods[i + 1 :]):
             for enc in encoders:
                 enc.clear()  # the model rows shared these encodings; the baselines after them need none
