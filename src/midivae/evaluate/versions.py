@@ -10,6 +10,7 @@ distractor.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import tempfile
@@ -352,9 +353,10 @@ def validation_version_sets(store: Path, presets: Sequence[str] = ("hard", "hard
     versions beside it as ``"real"``. The re-renderings are written under ``folder`` (None: a
     temporary folder, removed once they are read: a set holds its phrases in memory)."""
     songs, n_first = load_store_split_first(store, split)
-    with tempfile.TemporaryDirectory(prefix="midivae-version-sets-") as tmp:
-        where = Path(folder) if folder is not None else Path(tmp)
-        sets = {p: generated_versions(songs, where / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
+    written = (tempfile.TemporaryDirectory(prefix="midivae-version-sets-") if folder is None
+               else contextlib.nullcontext(str(folder)))
+    with written as where:
+        sets = {p: generated_versions(songs, Path(where) / p, n_first, 0, VERSION_PRESETS[p]) for p in presets}
     if real_csv is not None:
         sets["real"] = load_versions(Path(real_csv).parent, real_csv)
     return sets
