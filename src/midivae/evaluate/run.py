@@ -113,6 +113,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
         raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    log(f"reading {cfg.data} ...")  # minutes for thousands of songs: say so before it starts
     data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed, split=cfg.split)
     flat = flatten(data.test)
     data = replace(data, test=share_rows(data.test, flat))  # the phrases held once, not twice
@@ -247,6 +248,7 @@ def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
         tmp = Path(tempfile.mkdtemp(prefix="midivae-versions-"))
         tmp_dirs.append(tmp)
         chosen = pick(songs, None, cfg.seed)
+        log(f"versions: writing the {len(chosen)} songs as MIDI and reading them back ...")
         preset = VERSION_PRESETS[cfg.versions_preset]
         vs = generated_versions(chosen, tmp, cfg.versioned_songs, cfg.seed, preset)
         changes_form = any((preset.p_beat_shift, preset.p_drop_track, preset.p_time_scale, preset.p_cut_section))
