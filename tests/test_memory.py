@@ -12,14 +12,19 @@ from midivae.memory import keep_freed_memory
 
 ON_GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
-# One round allocates 64 MiB with malloc, writes every page, frees it; the page faults of a
-# second round tell whether the first round's pages were kept.
-_ROUNDS = """
-import ctypes, resource
-from midivae.memory import keep_freed_memory
+# The C library's malloc and free, as the subprocess scripts below call them.
+_LIBC = """
+import ctypes
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+"""
+
+# One round allocates 64 MiB with malloc, writes every page, frees it; the page faults of a
+# second round tell whether the first round's pages were kept.
+_ROUNDS = _LIBC + """
+import resource
+from midivae.memory import keep_freed_memory
 SIZE = 64 << 20
 
 def faults_of_a_round():
@@ -57,12 +62,8 @@ def test_it_reports_whether_it_took_effect_and_is_idempotent():
 
 # 256 MiB of small heap blocks, the last one kept (glibc can then not trim the heap from its top),
 # the rest freed: resident memory before and after release_freed_memory.
-_HOLES = """
-import ctypes
+_HOLES = _LIBC + """
 from midivae.memory import release_freed_memory
-libc = ctypes.CDLL(None)
-libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-libc.free.argtypes = [ctypes.c_void_p]
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
