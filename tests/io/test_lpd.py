@@ -6,6 +6,7 @@ import numpy as np
 import pypianoroll
 import pytest
 
+from midivae.constants import N_TRACKS
 from midivae.errors import InvalidInputError
 from midivae.io import read_lpd
 from midivae.song import cut_phrases
@@ -66,3 +67,25 @@ def test_not_an_lpd_file(tmp_path: Path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"garbage")
     with pytest.raises(InvalidInputError, match="bad.npz"):
         read_lpd(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("damage, cause", [
+    (lambda a: a.update(pianoroll_1_csc_data=a["pianoroll_1_csc_data"][:-5]), "values and"),
+    (lambda a: a.update(pianoroll_2_csc_indptr=a["pianoroll_2_csc_indptr"][::-1].copy()), "column pointers"),
+    (lambda a: a.update(pianoroll_3_csc_shape=np.array([a["pianoroll_3_csc_shape"][0], 84])), "not \\(steps, 128\\)"),
+    (lambda a: a.update(pianoroll_4_csc_shape=np.array([3, 128])), "row indices outside"),
+])
+def test_damaged_pianoroll_arrays_are_bad_input(data_dir: Path, tmp_path: Path, damage, cause: str) -> None:
+    """Arrays that do not form a pianoroll fail as InvalidInputError (a collection's reader skips
+    the file), not as an IndexError inside the note reader."""
+    for path in _some_songs(data_dir, 50):
+        with np.load(path) as npz:
+            arrays = dict(npz)
+        if all(arrays[f"pianoroll_{i}_csc_data"].size for i in range(N_TRACKS)):
+            break  # a song with notes on every track: each damage below reaches some
+    else:
+        pytest.fail("no song with five non-empty tracks among the first 50")
+    damage(arrays)
+    np.savez(tmp_path / "damaged.npz", **arrays)
+    with pytest.raises(InvalidInputError, match=cause):
+        read_lpd(tmp_path / "damaged.npz")

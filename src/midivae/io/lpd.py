@@ -41,6 +41,20 @@ def _track_notes(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> t
     return pitch[first], rows[first], rows[last] + 1
 
 
+def csc_problem(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: np.ndarray) -> str | None:
+    """Why one track's CSC arrays do not make a ``(steps, 128)`` pianoroll, or None: a damaged file
+    must fail as bad input, not as an IndexError deep in the note reader."""
+    if shape.shape != (2,) or shape[1] != 128 or shape[0] < 0:
+        return f"shape {shape.tolist()} is not (steps, 128)"
+    if indptr.shape != (129,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        return "column pointers are not 129 ascending values from 0"
+    if data.shape != indices.shape or data.ndim != 1 or indptr[-1] != data.size:
+        return f"{data.size} values and {indices.size} row indices for {indptr[-1]} entries"
+    if indices.size and (indices.min() < 0 or indices.max() >= shape[0]):
+        return f"row indices outside 0..{shape[0] - 1}"
+    return None
+
+
 def lpd_notes(arrays: dict[str, np.ndarray]) -> tuple[Notes, int]:
     """Notes of the five tracks and the song length in LPD steps."""
     tracks, pitches, starts, ends = [], [], [], []
@@ -73,6 +87,10 @@ def read_lpd(path: str | os.PathLike[str]) -> Song:
             if missing:
                 raise InvalidInputError(path, f"not an LPD-5 pianoroll file (missing {missing[0]})")
             arrays = {k: npz[k] for k in LPD_KEYS}
+            for i in range(N_TRACKS):
+                problem = csc_problem(*(arrays[f"pianoroll_{i}_csc_{k}"] for k in ("data", "indices", "indptr", "shape")))
+                if problem:
+                    raise InvalidInputError(path, f"corrupt LPD-5 track {i}: {problem}")
             steps = npz["tempo"] if "tempo" in npz.files else np.zeros(0)  # BPM at every step
             tempo = main_tempo(np.arange(steps.size), steps, steps.size) if steps.size else DEFAULT_TEMPO
     except InvalidInputError:
