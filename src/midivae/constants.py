@@ -36,6 +36,10 @@ LPD_N_PITCHES = 128
 
 DEFAULT_TEMPO = 120.0
 
+#: the longest song a reader renders (~2 h 15 min at 120 BPM; LPD-5's shared songs reach 305 bars):
+#: a damaged delta time or length in a file would otherwise ask for a roll of many gigabytes
+MAX_SONG_BARS = 4096
+
 #: General MIDI drum pitches a transcriber may choose between for one pattern: closed, pedal and
 #: open hi-hat, ride, ride bell, crash (generated versions and the training views swap them)
 CYMBALS: tuple[int, ...] = (42, 44, 46, 51, 53, 49)

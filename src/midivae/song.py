@@ -14,6 +14,7 @@ import numpy as np
 from midivae.constants import (
     DEFAULT_TEMPO,
     LOWEST_PITCH,
+    MAX_SONG_BARS,
     N_PITCHES,
     N_TRACKS,
     PHRASE_SHAPE,
@@ -21,6 +22,7 @@ from midivae.constants import (
     STEPS_PER_BEAT,
     STEPS_PER_PHRASE,
 )
+from midivae.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,10 @@ def _to_steps(ticks: np.ndarray, tpq: int) -> np.ndarray:
     return (ticks.astype(np.int64) * (2 * STEPS_PER_BEAT) + tpq) // (2 * tpq)
 
 
-def notes_to_roll(notes: Notes, n_steps: int | None = None) -> np.ndarray:
+def notes_to_roll(notes: Notes, n_steps: int | None = None, source: str = "") -> np.ndarray:
     """Render notes to a bool roll ``(steps, N_PITCHES, N_TRACKS)``.
+
+    Raises InvalidInputError (naming ``source``) for a song of more than ``MAX_SONG_BARS`` bars.
 
     Each note covers at least one step. Where a note starts while the same pitch already sounds
     on its track (back-to-back or overlapping repeats), the step before its onset is cleared, as
@@ -121,6 +125,9 @@ def notes_to_roll(notes: Notes, n_steps: int | None = None) -> np.ndarray:
     end = np.maximum(_to_steps(notes.end[keep], notes.tpq), start + 1)
     if n_steps is None:
         n_steps = int(end.max()) if end.size else 0
+    if n_steps > MAX_SONG_BARS * STEPS_PER_BAR:
+        raise InvalidInputError(source, f"{-(-n_steps // STEPS_PER_BAR):,} bars long, more than the {MAX_SONG_BARS:,} "
+                                        "a song may have (a damaged time or length?)")
     end = np.minimum(end, n_steps)
     valid = start < end
     track, pitch, start, end = track[valid], pitch[valid], start[valid], end[valid]

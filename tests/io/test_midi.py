@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import symusic
 
-from midivae.constants import BASS, DRUMS, GUITAR, PIANO, STRINGS
+from midivae.constants import BASS, DRUMS, GUITAR, MAX_SONG_BARS, PIANO, STEPS_PER_BAR, STRINGS
 from midivae.errors import InvalidInputError, UnsupportedMeterError
 from midivae.io import read_lpd, read_midi, write_midi
 from midivae.io.midi import lpd5_family
@@ -95,6 +95,23 @@ def test_corrupted_files_raise_the_domain_error(data_dir: Path, name: str) -> No
         read_midi(path)
     assert name in str(info.value)
     assert info.value.cause
+
+
+def test_a_song_too_long_to_be_real_is_bad_input(tmp_path: Path) -> None:
+    """A damaged delta time can put a note hours late: the reader refuses the file in one line
+    instead of asking for a roll of gigabytes (a fuzzed file asked for 49 GiB)."""
+    score = symusic.Score(12)
+    track = symusic.Track(program=0)
+    track.notes.append(symusic.Note(0, 12, 60, 80))
+    track.notes.append(symusic.Note(MAX_SONG_BARS * STEPS_PER_BAR, 12, 62, 80))  # starts after the last bar allowed
+    score.tracks.append(track)
+    score.dump_midi(str(tmp_path / "late.mid"))
+    with pytest.raises(InvalidInputError, match=r"late\.mid: 4,097 bars long"):
+        read_midi(tmp_path / "late.mid")
+    track.notes.pop()
+    track.notes.append(symusic.Note(MAX_SONG_BARS * STEPS_PER_BAR - 12, 12, 62, 80))  # ends on the last bar line
+    score.dump_midi(str(tmp_path / "long.mid"))
+    assert read_midi(tmp_path / "long.mid").roll.shape[0] == MAX_SONG_BARS * STEPS_PER_BAR
 
 
 def test_missing_file_is_a_domain_error(tmp_path: Path) -> None:

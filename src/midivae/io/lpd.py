@@ -101,6 +101,6 @@ def read_lpd(path: str | os.PathLike[str]) -> Song:
         raise InvalidInputError(path, f"corrupt or unreadable .npz ({exc})") from None
     notes, lpd_steps = lpd_notes(arrays)
     n_steps = lpd_steps * 12 // LPD_STEPS_PER_BEAT
-    roll = notes_to_roll(notes, n_steps)
+    roll = notes_to_roll(notes, n_steps, source=str(path))
     return song_from_roll(roll, source=str(path), tempo=tempo)
 

@@ -149,7 +149,7 @@ def read_midi(path: str | os.PathLike[str], allow_any_meter: bool = False) -> So
     notes = score_notes(score)
     if len(notes) == 0:
         raise InvalidInputError(path, "no notes on any LPD-5 track")
-    roll = notes_to_roll(notes)
+    roll = notes_to_roll(notes, source=str(path))
     sections, skipped = _meter_sections(score, roll.shape[0], allow_any_meter)
     if not sections:
         raise UnsupportedMeterError(path, "no 4/4 section (" + "; ".join(skipped) + ")")
