@@ -158,3 +158,26 @@ def test_every_model_row_meets_the_raw_cosine_targets_by_name():
     assert not got["excerpt Hit@1 above raw_cosine (model_old)"]["met"]
     assert got["query ≥ 1,000x cheaper than raw_cosine (dense scan) (model_old)"]["value"] == 2000.0
     assert "raw_cosine (model)" not in " ".join(got)  # the first row keeps its plain names
+
+
+def test_an_interrupted_run_leaves_no_version_folder(lpd_dir, tmp_path, monkeypatch):
+    """Writing the generated versions takes minutes on thousands of songs: a run stopped there
+    (Ctrl-C) removes the half-written folder like a finished run does."""
+    import tempfile
+
+    import pytest
+
+    from midivae.evaluate import versions
+
+    def interrupted(songs, folder, *args, **kwargs):
+        (Path(folder) / "half-written.mid").write_bytes(b"MThd")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(versions, "generated_versions", interrupted)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    cfg = EvalConfig(data=lpd_dir, out=tmp_path / "report", use_model=False, max_songs=4, max_fit_songs=2,
+                     tasks=("versions",), baselines=("random",), latent_dim=8)
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(cfg)
+    assert not any((tmp_path / "tmp").iterdir())

@@ -135,8 +135,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     labels = single_genre_labels([s.song_id for s in songs], cfg.labels_dir) if "genre" in cfg.tasks else {}
     queries = T.altered_queries(songs, cfg.robustness_queries, seed=cfg.seed) if "robustness" in cfg.tasks else None
     tmp_dirs: list[Path] = []
-    versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
-    try:
+    try:  # the generated version folder goes even when writing it is interrupted
+        versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
         with threads(cfg.threads):
             return _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, queries,
                                 versions, versions_note, t_start, log, bars)
