@@ -181,3 +181,22 @@ def test_an_interrupted_run_leaves_no_version_folder(lpd_dir, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         run_evaluation(cfg)
     assert not any((tmp_path / "tmp").iterdir())
+
+
+def test_a_bad_checkpoint_or_versions_csv_fails_before_the_songs_are_read(lpd_dir, tmp_path, monkeypatch):
+    """Reading thousands of songs takes minutes: what fails in a second is checked first."""
+    import pytest
+
+    from midivae.errors import CheckpointError, InvalidInputError
+    from midivae.evaluate import run
+
+    def not_yet(*args, **kwargs):
+        raise AssertionError("the songs were read first")
+
+    monkeypatch.setattr(run, "load_eval_data", not_yet)
+    (tmp_path / "bad.csv").write_text("a,b,c\nx.mid,1,2\n")
+    (tmp_path / "weights.safetensors").write_bytes(b"x")
+    with pytest.raises(InvalidInputError, match="bad.csv: needs a file column"):
+        run_evaluation(EvalConfig(data=lpd_dir, out=tmp_path / "r", use_model=False, versions_csv=tmp_path / "bad.csv"))
+    with pytest.raises(CheckpointError, match="a checkpoint is a directory"):
+        run_evaluation(EvalConfig(data=lpd_dir, out=tmp_path / "r", checkpoint=str(tmp_path / "weights.safetensors")))

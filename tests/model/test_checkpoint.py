@@ -96,6 +96,9 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a midivae checkpoint"):
         load_checkpoint(tmp_path / "empty")
+    (tmp_path / "weights.safetensors").write_bytes(b"x")  # the weights file named instead of its folder
+    with pytest.raises(CheckpointError, match="weights.safetensors: a file; a checkpoint is a directory"):
+        load_checkpoint(tmp_path / "weights.safetensors")
     save_checkpoint(tmp_path / "ck", _model())
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
     cfg["arch"] = "no-such-arch"

@@ -113,6 +113,13 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
         raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    # what can fail in a second goes before minutes of reading: the checkpoints, the versions CSV
+    model_rows, encoders, model_note = load_model_rows(cfg, log)
+    real_versions = _versions_csv(cfg) if "versions" in cfg.tasks else None
+    if real_versions is not None:
+        from midivae.evaluate.versions import read_versions_csv
+
+        read_versions_csv(real_versions[1])
     log(f"reading {cfg.data} ...")  # minutes for thousands of songs: say so before it starts
     data: EvalData = load_eval_data(Path(cfg.data), cfg.max_songs, cfg.fit_data, cfg.max_fit_songs, cfg.seed, split=cfg.split)
     flat = flatten(data.test)
@@ -124,7 +131,6 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
         log("note: no song's tempo is known (a store ingested before tempi were kept?); the model searches without "
             "it; re-ingest the songs for its full quality")
 
-    model_rows, encoders, model_note = load_model_rows(cfg, log)
     if model_note:
         log(model_note)
     dims = int(encoders[0].model.latent_dim) if encoders else cfg.latent_dim
@@ -232,12 +238,20 @@ def _song_subset_vectors(songs, vecs, labels):
     return vecs[np.nonzero(keep)[0]]
 
 
+def _versions_csv(cfg: EvalConfig) -> tuple[Path, Path] | None:
+    """The folder of real versions and its CSV (--versions-csv/--versions-dir), or None: generated."""
+    if cfg.versions_csv is None and cfg.versions_dir is None:
+        return None
+    folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
+    return folder, Path(cfg.versions_csv) if cfg.versions_csv else folder / "versions.csv"
+
+
 def _versions(cfg: EvalConfig, songs, log, tmp_dirs: list):
     from midivae.evaluate.versions import VERSION_PRESETS, generated_versions, load_versions
 
-    if cfg.versions_csv is not None or cfg.versions_dir is not None:
-        folder = Path(cfg.versions_dir) if cfg.versions_dir else Path(cfg.versions_csv).parent
-        csv_path = Path(cfg.versions_csv) if cfg.versions_csv else folder / "versions.csv"
+    real_versions = _versions_csv(cfg)
+    if real_versions is not None:
+        folder, csv_path = real_versions
         vs = load_versions(folder, csv_path)
         note = f"{folder} with {csv_path}"
         if vs.skipped:

@@ -214,6 +214,8 @@ def read_info(path: str | os.PathLike[str]) -> CheckpointInfo:
             path, cfg_path = old, old / CONFIG_FILE
         elif path.is_dir():
             raise CheckpointError(f"{path}: no {CONFIG_FILE}: not a midivae checkpoint directory")
+        elif path.exists():
+            raise CheckpointError(f"{path}: a file; a checkpoint is a directory (its {CONFIG_FILE} beside its weights)")
         else:
             raise CheckpointError(f"{path}: checkpoint directory does not exist")
     try:
