@@ -105,6 +105,8 @@ def test_bad_queries_give_domain_errors(index, data_dir, encoder, tmp_path):
             search(ix, "no-such-song", lambda: encoder)
         with pytest.raises(NotFoundError):
             search(ix, str(tmp_path / "missing.mid"), lambda: encoder)
+        with pytest.raises(NotFoundError, match="a folder; a query is one file"):
+            search(ix, str(tmp_path), lambda: encoder)
         with pytest.raises(IndexMismatchError):
             search(ix, str(corrupted.parent / "lpd5_rendered" / next(iter(
                 sorted(p.name for p in (corrupted.parent / "lpd5_rendered").glob("*.mid"))))),

@@ -221,6 +221,8 @@ def resolve_query(index: LatentIndex, query: str, encoder_factory, bars: tuple[i
             index.layout = replace(index.layout, mean_axes=layout.mean_axes)
         return query_from_file(query, encoder, bars, any_key, with_notes=with_notes and index.keeps_notes)
     if index.catalogue.find(query) is None:
+        if Path(query).is_dir():
+            raise NotFoundError(f"{query}: a folder; a query is one file (MIDI or LPD .npz) or a song id of {index.path}")
         if Path(query).suffix:
             raise NotFoundError(f"{query}: no such file, and no song with that id in {index.path}")
         raise NotFoundError(f"song id {query!r} is not in {index.path} (and no such file)")
