@@ -164,6 +164,8 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
              else None)
     for i, emb in enumerate(methods):
         t_m = time.perf_counter()
+        if not bars:  # a log has no bars: say what runs now (a sparse method takes many minutes at scale)
+            log(f"{emb.name}: running ({i + 1} of {len(methods)} methods) ...")
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
                                 **({"tempo_weight": emb.tempo_weight} if emb.tempo_weight else {})}
         with progress(f"{emb.name}: encoding" if bars else None):
@@ -197,7 +199,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
             for enc in encoders:
                 enc.clear()  # the model rows shared these encodings; the baselines after them need none
         release_freed_memory()  # and what the method freed goes back to the kernel, not kept in the heap
-        log(f"{emb.name}: done in {r['seconds']:.1f} s")
+        log(f"{emb.name}: done in {r['seconds']:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in task_seconds.items()) + ")")
 
     recon = {}
     if "reconstruction" in cfg.tasks and models:
