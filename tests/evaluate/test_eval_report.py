@@ -200,3 +200,15 @@ def test_a_bad_checkpoint_or_versions_csv_fails_before_the_songs_are_read(lpd_di
         run_evaluation(EvalConfig(data=lpd_dir, out=tmp_path / "r", use_model=False, versions_csv=tmp_path / "bad.csv"))
     with pytest.raises(CheckpointError, match="a checkpoint is a directory"):
         run_evaluation(EvalConfig(data=lpd_dir, out=tmp_path / "r", checkpoint=str(tmp_path / "weights.safetensors")))
+
+
+def test_a_missing_label_folder_is_said_not_silent(lpd_dir, tmp_path):
+    """Run from elsewhere without MIDIVAE_DATA, the default label folder is not there: the run says
+    so in its log and its report instead of reporting "0 labelled songs" alone."""
+    lines: list[str] = []
+    cfg = EvalConfig(data=lpd_dir, out=tmp_path / "r", use_model=False, max_songs=6, max_fit_songs=2,
+                     tasks=("genre",), baselines=("random",), latent_dim=8, labels_dir=tmp_path / "no-labels")
+    m = run_evaluation(cfg, lines.append)
+    assert m["data"]["labels_found"] is False
+    assert any(f"no label folder at {tmp_path / 'no-labels'}" in line for line in lines)
+    assert "no label folder at" in (tmp_path / "r" / "report.md").read_text()

@@ -293,7 +293,9 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
                                                                       "same_genre_auc", "shuffled95_auc")]
                           for n in names if "genre" in methods[n]]), ""]
         else:
-            L += ["## 4. Genre consistency", "", f"Skipped: {g.get('skipped')} ({g.get('n_songs')} labelled songs).", ""]
+            where = ("" if data.get("labels_found", True)
+                     else f"; no label folder at `{data.get('labels_dir')}` (`--labels DIR`, or set `MIDIVAE_DATA`)")
+            L += ["## 4. Genre consistency", "", f"Skipped: {g.get('skipped')} ({g.get('n_songs')} labelled songs{where}).", ""]
     rec = m.get("reconstruction") or {}
     if rec:
         L += ["## 5. Reconstruction", "",

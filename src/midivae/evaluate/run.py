@@ -105,7 +105,7 @@ def load_model_rows(cfg: EvalConfig, log: Callable[[str], None]) -> tuple[list[E
 def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None, bars: bool = False) -> dict:
     """Run the evaluation and write report.md, metrics.json and PNGs under ``cfg.out``
     (``bars``: progress bars on stderr for the tasks' query loops)."""
-    from midivae.evaluate.labels import single_genre_labels
+    from midivae.evaluate.labels import default_labels_dir, single_genre_labels
 
     t_start = time.perf_counter()
     unknown = [t for t in cfg.tasks if t not in TASKS]
@@ -138,21 +138,24 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     methods = model_rows + make_baselines(data.fit, dims, cfg.baselines, cfg.seed)
     log(f"baselines ready ({time.perf_counter() - t0:.1f} s)")
 
-    labels = single_genre_labels([s.song_id for s in songs], cfg.labels_dir) if "genre" in cfg.tasks else {}
+    labels_dir = Path(cfg.labels_dir) if cfg.labels_dir is not None else default_labels_dir()
+    labels = single_genre_labels([s.song_id for s in songs], labels_dir) if "genre" in cfg.tasks else {}
+    if "genre" in cfg.tasks and not labels_dir.is_dir():
+        log(f"genre: no label folder at {labels_dir} (--labels DIR, or set MIDIVAE_DATA); the genre task is skipped")
     queries = T.altered_queries(songs, cfg.robustness_queries, seed=cfg.seed) if "robustness" in cfg.tasks else None
     tmp_dirs: list[Path] = []
     try:  # the generated version folder goes even when writing it is interrupted
         versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
         with threads(cfg.threads):
-            return _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, queries,
-                                versions, versions_note, t_start, log, bars)
+            return _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, labels_dir,
+                                queries, versions, versions_note, t_start, log, bars)
     finally:
         for d in tmp_dirs:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, queries, versions,
-                 versions_note, t_start, log, bars: bool) -> dict:
+def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, labels_dir, queries,
+                 versions, versions_note, t_start, log, bars: bool) -> dict:
     from midivae.evaluate import report
 
     models = [enc.model for enc in encoders]
@@ -212,7 +215,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "data": {"source": data.source, "built_from": data.built_from, "split_rule": data.split_rule, "n_songs": len(songs),
                  "n_phrases": len(flat), "n_fit_songs": len(data.fit), "skipped_files": len(data.skipped),
-                 "n_labelled_songs": len(labels),
+                 "n_labelled_songs": len(labels), "labels_dir": str(labels_dir), "labels_found": labels_dir.is_dir(),
                  "tempo_known": float(np.isfinite(flat.tempo).mean()) if len(flat) else 0.0},
         "model": {"evaluated": bool(models), "note": model_note,
                   "checkpoint_id": str(getattr(models[0], "checkpoint_id", "")) if models else "",
