@@ -74,6 +74,7 @@ def test_not_an_lpd_file(tmp_path: Path) -> None:
     (lambda a: a.update(pianoroll_2_csc_indptr=a["pianoroll_2_csc_indptr"][::-1].copy()), "column pointers"),
     (lambda a: a.update(pianoroll_3_csc_shape=np.array([a["pianoroll_3_csc_shape"][0], 84])), "not \\(steps, 128\\)"),
     (lambda a: a.update(pianoroll_4_csc_shape=np.array([3, 128])), "row indices outside"),
+    (lambda a: a.update(pianoroll_0_csc_indices=a["pianoroll_0_csc_indices"].astype(str)), "not numbers"),
 ])
 def test_damaged_pianoroll_arrays_are_bad_input(data_dir: Path, tmp_path: Path, damage, cause: str) -> None:
     """Arrays that do not form a pianoroll fail as InvalidInputError (a collection's reader skips

@@ -44,6 +44,8 @@ def _track_notes(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> t
 def csc_problem(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: np.ndarray) -> str | None:
     """Why one track's CSC arrays do not make a ``(steps, 128)`` pianoroll, or None: a damaged file
     must fail as bad input, not as an IndexError deep in the note reader."""
+    if any(a.dtype.kind not in "biuf" for a in (data, indices, indptr, shape)):
+        return "arrays that are not numbers"
     if shape.shape != (2,) or shape[1] != 128 or shape[0] < 0:
         return f"shape {shape.tolist()} is not (steps, 128)"
     if indptr.shape != (129,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
