@@ -168,6 +168,36 @@ def test_real_midi_sets_read_without_a_crash(data_dir: Path, folder: str) -> Non
     assert n_phrases > 10 * len(files)
 
 
+def test_damaged_midi_files_read_or_fail_as_bad_input(data_dir: Path, tmp_path: Path) -> None:
+    """Files damaged at random (bytes overwritten, cut short, bytes inserted) either read or raise
+    InvalidInputError: no other exception and no runaway memory (a collection's reader skips such
+    a file and goes on). Session 21 ran the same over 65 shared files x 15 damages x 10 seeds
+    (9,750 files) with no other outcome; before MAX_SONG_BARS one of them asked for a 49 GiB roll."""
+    rng = np.random.default_rng(21)
+    files = sorted(p for p in (data_dir / "midi" / "multitrack_pop").glob("*.mid"))[:8]
+    outcomes = {"read": 0, "bad input": 0}
+    for source in files:
+        original = np.frombuffer(source.read_bytes(), dtype=np.uint8)
+        for damage in ("overwrite", "cut", "insert") * 4:
+            data = original.copy()
+            if damage == "overwrite":
+                at = rng.integers(0, data.size, rng.integers(1, 20))
+                data[at] = rng.integers(0, 256, at.size)
+            elif damage == "cut":
+                data = data[: rng.integers(1, data.size)]
+            else:
+                at = int(rng.integers(0, data.size))
+                data = np.concatenate([data[:at], rng.integers(0, 256, rng.integers(1, 50)).astype(np.uint8), data[at:]])
+            path = tmp_path / "damaged.mid"
+            path.write_bytes(data.tobytes())
+            try:
+                cut_phrases(read_midi(path))
+                outcomes["read"] += 1
+            except InvalidInputError:
+                outcomes["bad input"] += 1
+    assert sum(outcomes.values()) == 12 * len(files) and outcomes["bad input"] > 0
+
+
 def test_a_songs_tempo_is_the_one_most_of_it_plays_at(tmp_path: Path) -> None:
     from midivae.song import main_tempo
 
