@@ -334,6 +334,11 @@ def test_version_folder_round_trip(make_songs, tmp_path):
     assert np.array_equal(by_name["song03.mid"].phrases, songs[3].phrases)
     again = generated_versions(songs, tmp_path / "again", 2, 1)  # the same folder, read back in one call
     assert again.group == vs.group and all(np.array_equal(a.packed, b.packed) for a, b in zip(again.songs, vs.songs))
+    # a song's own file holds the song's array, not a copy; a re-rendering its own
+    originals = {f"{s.song_id}.mid": s.packed for s in songs}
+    for v in again.songs:
+        assert (v.packed is originals[v.song_id]) if v.song_id in originals else not any(
+            np.shares_memory(v.packed, o) for o in originals.values()), v.song_id
 
 
 def test_version_folder_mixes_npz_and_midi(mixed_version_folder):

@@ -146,6 +146,7 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     tmp_dirs: list[Path] = []
     try:  # the generated version folder goes even when writing it is interrupted
         versions, versions_note = _versions(cfg, songs, log, tmp_dirs) if "versions" in cfg.tasks else (None, "")
+        release_freed_memory()  # the read-back copies of the songs' own files (see generated_versions)
         with threads(cfg.threads):
             return _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dims, labels, labels_dir,
                                 queries, versions, versions_note, t_start, log, bars)

@@ -14,7 +14,7 @@ import contextlib
 import csv
 import io
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -337,8 +337,20 @@ def generated_versions(
     seed: int = 0,
     cfg: AlterConfig = AlterConfig(),
 ) -> VersionSet:
-    """:func:`make_version_folder` into ``folder``, read back as a :class:`VersionSet`."""
-    return load_versions(folder, make_version_folder(songs, folder, n_versioned, seed, cfg))
+    """:func:`make_version_folder` into ``folder``, read back as a :class:`VersionSet`.
+
+    A song's own file reads back as exactly its phrases (phrases -> MIDI -> phrases is exact), so
+    such a file holds the song's array rather than its copy: a run holds those phrases once, not
+    twice (1.1 GB at 100,000 phrases). Files whose phrases differ keep their own."""
+    vs = load_versions(folder, make_version_folder(songs, folder, n_versioned, seed, cfg))
+    own = {f"{_safe(s.song_id)}.mid": s.packed for s in songs}
+    shared = []
+    for v in vs.songs:
+        original = own.get(v.song_id)
+        if original is not None and np.array_equal(v.packed, original):
+            v = SongPhrases(v.song_id, original, v.bar_offsets, v.tempo)
+        shared.append(v)
+    return replace(vs, songs=shared)
 
 
 def _safe(name: str) -> str:
