@@ -101,3 +101,23 @@ def test_shared_rows_are_the_songs_held_once(songs):
         assert np.shares_memory(after.packed, flat.packed)
     again = flatten(shared)
     assert np.array_equal(again.packed, flat.packed) and np.array_equal(again.starts, flat.starts)
+
+
+def test_flatten_without_a_copy_reads_the_same_rows():
+    """``flatten(songs, copy=False)`` (the version task's: its files' phrases are held already)
+    gives every row, batch and index of the copied form, reading the songs' own arrays."""
+    import numpy as np
+
+    from midivae.evaluate.data import SongPhrases, flatten
+
+    rng = np.random.default_rng(0)
+    songs = [SongPhrases(f"s{i}", rng.integers(0, 256, (n, 10080), dtype=np.uint8), 4 * np.arange(n), 90.0 + i)
+             for i, n in enumerate([3, 1, 7, 2, 5])]
+    copied, read = flatten(songs), flatten(songs, copy=False)
+    rows = rng.permutation(len(copied))
+    assert len(read) == len(copied) == 18 and np.array_equal(read.packed[rows], copied.packed[rows])
+    assert all(np.array_equal(a, b) for a, b in zip(read.batches(None, 4), copied.batches(None, 4)))
+    for field in ("song", "bar_offsets", "starts", "tempo"):
+        assert np.array_equal(getattr(read, field), getattr(copied, field)), field
+    assert not any(np.shares_memory(copied.packed, s.packed) for s in songs)
+    assert read.packed.parts[2] is songs[2].packed  # no copy

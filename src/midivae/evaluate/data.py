@@ -70,11 +70,36 @@ def as_songs(songs: Sequence) -> list[SongPhrases]:
     return out
 
 
+class SongRows:
+    """The packed phrases of several songs, read by row as one array without being copied into
+    one: ``rows[idx]`` gathers the rows it is asked for (a batch at a time)."""
+
+    def __init__(self, parts: Sequence[np.ndarray]) -> None:
+        self.parts = list(parts)
+        lengths = np.array([len(p) for p in self.parts], dtype=np.int64)
+        self.ends = np.cumsum(lengths)
+        self.starts = self.ends - lengths
+        self.shape = (int(self.ends[-1]) if len(lengths) else 0, int(np.prod(PHRASE_SHAPE)) // 8)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        song = np.searchsorted(self.ends, rows, side="right")
+        local = rows - self.starts[song]
+        out = np.empty((len(rows), self.shape[1]), np.uint8)
+        for i in np.unique(song):  # a batch spans a few songs
+            at = song == i
+            out[at] = self.parts[i][local[at]]
+        return out
+
+
 @dataclass(frozen=True)
 class Flat:
     """All phrases of a song list, concatenated, with each phrase's song index."""
 
-    packed: np.ndarray
+    packed: np.ndarray | SongRows
     song: np.ndarray  # (N,) int64 index into the song list
     bar_offsets: np.ndarray
     starts: np.ndarray  # first row of each song
@@ -89,10 +114,15 @@ class Flat:
             yield unpack(self.packed[rows[i : i + batch]])
 
 
-def flatten(songs: Sequence[SongPhrases]) -> Flat:
+def flatten(songs: Sequence[SongPhrases], copy: bool = True) -> Flat:
+    """The songs' phrases as one :class:`Flat`; ``copy=False``: rows read from the songs' own
+    arrays (:class:`SongRows`; for a task that only reads batches of them)."""
     lengths = np.array([len(s) for s in songs], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(songs) else np.zeros(0, np.int64)
-    if len(songs):
+    if not copy:
+        packed = SongRows([s.packed for s in songs])
+        offsets = np.concatenate([s.bar_offsets for s in songs]) if len(songs) else np.zeros(0, np.int64)
+    elif len(songs):
         packed = np.concatenate([s.packed for s in songs])
         offsets = np.concatenate([s.bar_offsets for s in songs])
     else:

@@ -53,7 +53,7 @@ def version_identification(
     """
     emb = as_embedding(embed, distance)
     songs, group = versions.songs, np.asarray(versions.group)
-    flat = flatten(songs)
+    flat = flatten(songs, copy=False)  # read a batch at a time from the files' own arrays (no second copy)
     _, gid = np.unique(group, return_inverse=True)
     counts = np.bincount(gid)
     query_files = np.nonzero(counts[gid] >= 2)[0]
