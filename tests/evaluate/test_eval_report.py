@@ -212,3 +212,12 @@ def test_a_missing_label_folder_is_said_not_silent(lpd_dir, tmp_path):
     assert m["data"]["labels_found"] is False
     assert any(f"no label folder at {tmp_path / 'no-labels'}" in line for line in lines)
     assert "no label folder at" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_tasks_that_read_no_phrase_vectors_do_not_embed_the_collection(lpd_dir, tmp_path):
+    """The protocol and the version task embed their own phrases: a run of those alone skips
+    embedding every phrase of the collection (minutes for a model at 100,000 phrases)."""
+    cfg = EvalConfig(data=lpd_dir, out=tmp_path / "r", use_model=False, max_songs=6, max_fit_songs=2,
+                     tasks=("protocol", "versions"), baselines=("chroma",), versioned_songs=2, protocol_songs=6)
+    m = run_evaluation(cfg)
+    assert list(m["methods"]["chroma"]["task_seconds"]) == ["protocol", "versions"]

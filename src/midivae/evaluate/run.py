@@ -172,8 +172,10 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
             log(f"{emb.name}: running ({i + 1} of {len(methods)} methods) ...")
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
                                 **({"tempo_weight": emb.tempo_weight} if emb.tempo_weight else {})}
-        with progress(f"{emb.name}: encoding" if bars else None):
-            vecs = T.embed_flat(emb, flat)
+        vecs = None  # the phrase vectors, where a task reads them (a versions-only run embeds its files alone)
+        if {"excerpt", "robustness", "genre", "cost"} & set(cfg.tasks) or emb.name == pictured:
+            with progress(f"{emb.name}: encoding" if bars else None):
+                vecs = T.embed_flat(emb, flat)
         if emb.name == pictured:
             vectors_of[emb.name] = vecs
         steps = {  # versions last: it embeds its own files, so this method's phrase vectors go before it
@@ -187,7 +189,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
             "cost": lambda: T.cost(songs, emb, vectors=vecs, seed=cfg.seed, paired=emb.kind == "model", notes=notes),
             "versions": lambda: T.version_identification(versions, emb),
         }
-        task_seconds = {"encoding": time.perf_counter() - t_m}
+        task_seconds = {"encoding": time.perf_counter() - t_m} if vecs is not None else {}
         for task, step in steps.items():
             if task == "versions":
                 vecs = None  # and before the next method's are built (a raw method's: ~1 GB at 100,000 phrases)
