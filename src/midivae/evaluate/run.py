@@ -28,6 +28,8 @@ from midivae.evaluate.versions import DEFAULT_PRESET
 from midivae.memory import release_freed_memory
 
 TASKS: tuple[str, ...] = ("protocol", "excerpt", "robustness", "genre", "reconstruction", "versions", "cost", "pictures")
+#: the tasks that read a method's vectors of every evaluated phrase (the others embed their own)
+VECTOR_TASKS: frozenset[str] = frozenset({"excerpt", "robustness", "genre", "cost"})
 DEFAULT_LATENT_DIM = 64
 
 
@@ -173,7 +175,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
         r: dict[str, object] = {"kind": emb.kind, "distance": emb.distance, "notes": emb.notes, **emb.meta,
                                 **({"tempo_weight": emb.tempo_weight} if emb.tempo_weight else {})}
         vecs = None  # the phrase vectors, where a task reads them (a versions-only run embeds its files alone)
-        if {"excerpt", "robustness", "genre", "cost"} & set(cfg.tasks) or emb.name == pictured:
+        if VECTOR_TASKS & set(cfg.tasks) or emb.name == pictured:
             with progress(f"{emb.name}: encoding" if bars else None):
                 vecs = T.embed_flat(emb, flat)
         if emb.name == pictured:
