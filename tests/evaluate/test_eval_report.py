@@ -221,3 +221,23 @@ def test_tasks_that_read_no_phrase_vectors_do_not_embed_the_collection(lpd_dir, 
                      tasks=("protocol", "versions"), baselines=("chroma",), versioned_songs=2, protocol_songs=6)
     m = run_evaluation(cfg)
     assert list(m["methods"]["chroma"]["task_seconds"]) == ["protocol", "versions"]
+
+
+def test_skipped_files_are_said(lpd_dir, tmp_path):
+    """A damaged file in the evaluated folder is skipped, and the run says which (a log line with
+    the first one, the count in the report's data line), not only a count in metrics.json."""
+    import shutil
+
+    folder = tmp_path / "songs"
+    for i, src in enumerate(sorted(lpd_dir.rglob("*.npz"))[:8]):
+        (folder / f"TRSONG{i:012d}").mkdir(parents=True)
+        shutil.copy(src, folder / f"TRSONG{i:012d}" / src.name)
+    (folder / "TRDAMAGED000000000").mkdir()
+    (folder / "TRDAMAGED000000000" / "x.npz").write_bytes(b"garbage")
+    lines: list[str] = []
+    cfg = EvalConfig(data=folder, out=tmp_path / "r", use_model=False, tasks=("protocol",), baselines=("random",),
+                     latent_dim=8)
+    m = run_evaluation(cfg, lines.append)
+    assert m["data"]["skipped_files"] == 1
+    assert any(line.startswith("data: 1 file skipped, e.g. ") and "x.npz" in line for line in lines)
+    assert "1 file skipped (unreadable" in (tmp_path / "r" / "report.md").read_text()

@@ -129,6 +129,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     release_freed_memory()  # the songs' own copies (~0.2 GB at 27,000 phrases) back to the kernel
     songs = data.test
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
+    if data.skipped:  # unreadable files, or songs without a phrase: said, not only counted
+        log(f"data: {len(data.skipped)} file{'s' if len(data.skipped) > 1 else ''} skipped, e.g. {data.skipped[0]}")
     if len(flat) and not np.isfinite(flat.tempo).any():
         log("note: no song's tempo is known (a store ingested before tempi were kept?); the model searches without "
             "it; re-ingest the songs for its full quality")
