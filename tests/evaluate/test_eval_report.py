@@ -225,7 +225,8 @@ def test_tasks_that_read_no_phrase_vectors_do_not_embed_the_collection(lpd_dir, 
 
 def test_skipped_files_are_said(lpd_dir, tmp_path):
     """A damaged file in the evaluated folder is skipped, and the run says which (a log line with
-    the first one, the count in the report's data line), not only a count in metrics.json."""
+    the first one, the count in the report's data line), not only a count in metrics.json; MIDI
+    files beside a folder's .npz songs are not read, and that is said too."""
     import shutil
 
     folder = tmp_path / "songs"
@@ -234,10 +235,13 @@ def test_skipped_files_are_said(lpd_dir, tmp_path):
         shutil.copy(src, folder / f"TRSONG{i:012d}" / src.name)
     (folder / "TRDAMAGED000000000").mkdir()
     (folder / "TRDAMAGED000000000" / "x.npz").write_bytes(b"garbage")
+    (folder / "rendering.mid").write_bytes(b"MThd")  # another kind beside the .npz songs: said, not read
     lines: list[str] = []
     cfg = EvalConfig(data=folder, out=tmp_path / "r", use_model=False, tasks=("protocol",), baselines=("random",),
                      latent_dim=8)
     m = run_evaluation(cfg, lines.append)
     assert m["data"]["skipped_files"] == 1
     assert any(line.startswith("data: 1 file skipped, e.g. ") and "x.npz" in line for line in lines)
-    assert "1 file skipped (unreadable" in (tmp_path / "r" / "report.md").read_text()
+    assert any("1 MIDI files beside them are not read" in line for line in lines)
+    report_text = (tmp_path / "r" / "report.md").read_text()
+    assert "1 file skipped (unreadable" in report_text and "1 MIDI files beside the .npz songs not read" in report_text

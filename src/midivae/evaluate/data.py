@@ -213,6 +213,7 @@ class EvalData:
     split_rule: str
     skipped: tuple[str, ...] = ()
     built_from: str = ""  # for a store: the folder its songs were ingested from (common parent)
+    unread_midi: int = 0  # MIDI files beside a folder's .npz songs: a folder is evaluated as one kind
 
 
 def load_folder(
@@ -220,7 +221,9 @@ def load_folder(
 ) -> EvalData:
     """Songs of a folder: by a hash of the song id, ``fit_fraction`` go to baseline fitting only."""
     folder = Path(folder)
-    files = find_files(folder, (".npz",)) or find_files(folder, MIDI_SUFFIXES)
+    files = find_files(folder, (".npz",))
+    unread_midi = len(find_files(folder, MIDI_SUFFIXES)) if files else 0
+    files = files or find_files(folder, MIDI_SUFFIXES)
     if not files:
         raise NotFoundError(f"{folder}: no .npz or MIDI files found")
     ids = [lpd_song_id(f) if f.suffix == ".npz" else f.stem for f in files]
@@ -229,7 +232,7 @@ def load_folder(
     test, skipped = load_files(pick(test_files, max_songs, seed))
     fit, skipped_fit = load_files(pick(fit_files, max_fit_songs, seed + 1))
     rule = f"songs with sha1(song id) in the lowest {fit_fraction:.0%} fit the baselines; the rest are evaluated"
-    return EvalData(test, fit, str(folder), rule, tuple(skipped + skipped_fit))
+    return EvalData(test, fit, str(folder), rule, tuple(skipped + skipped_fit), unread_midi=unread_midi)
 
 
 def load_store_split(store_path: Path, split: str, max_songs: int | None, seed: int = 0) -> list[SongPhrases]:

@@ -196,6 +196,8 @@ def write_report(out: Path, m: dict, path: Path | None = None) -> Path:
         f"{data['split_rule']} ({data['n_fit_songs']:,} songs fit the PCA baselines)."
         + (f" {data['skipped_files']:,} file{'s' if data['skipped_files'] > 1 else ''} skipped (unreadable, or no "
            "non-empty phrase)." if data.get("skipped_files") else "")
+        + (f" {data['unread_midi_files']:,} MIDI files beside the .npz songs not read (a folder is evaluated as one "
+           "kind)." if data.get("unread_midi_files") else "")
         + _tempo_note(data.get("tempo_known")),
         "- Model: " + (f"checkpoint `{m['model']['checkpoint_id']}`, latent size {m['model']['latent_dim']}"
                          if m["model"]["evaluated"] else f"not evaluated — {m['model']['note']}"),

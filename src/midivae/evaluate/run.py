@@ -129,6 +129,9 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
     release_freed_memory()  # the songs' own copies (~0.2 GB at 27,000 phrases) back to the kernel
     songs = data.test
     log(f"data: {len(songs)} songs, {len(flat)} phrases evaluated; {len(data.fit)} songs to fit baselines")
+    if data.unread_midi:
+        log(f"data: the folder's .npz songs are evaluated; {data.unread_midi} MIDI files beside them are not read "
+            "(a folder is evaluated as one kind)")
     if data.skipped:  # unreadable files, or songs without a phrase: said, not only counted
         log(f"data: {len(data.skipped)} file{'s' if len(data.skipped) > 1 else ''} skipped, e.g. {data.skipped[0]}")
     if len(flat) and not np.isfinite(flat.tempo).any():
@@ -222,6 +225,7 @@ def _run_methods(cfg, out, data, songs, flat, methods, encoders, model_note, dim
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "data": {"source": data.source, "built_from": data.built_from, "split_rule": data.split_rule, "n_songs": len(songs),
                  "n_phrases": len(flat), "n_fit_songs": len(data.fit), "skipped_files": len(data.skipped),
+                 "unread_midi_files": data.unread_midi,
                  "n_labelled_songs": len(labels), "labels_dir": str(labels_dir), "labels_found": labels_dir.is_dir(),
                  "tempo_known": float(np.isfinite(flat.tempo).mean()) if len(flat) else 0.0},
         "model": {"evaluated": bool(models), "note": model_note,
