@@ -314,8 +314,8 @@ def make_version_folder(
         roll = phrases_to_roll(s.phrases)
         name = _safe(s.song_id)
         tempo = s.tempo if known_tempo(s.tempo) else DEFAULT_TEMPO
-        write_midi(out_dir / f"{name}.mid", roll, tempo)
-        rows.append((f"{name}.mid", s.song_id))
+        write_midi(out_dir / _own_file(s.song_id), roll, tempo)
+        rows.append((_own_file(s.song_id), s.song_id))
         if i < n_versioned:
             alt = rerender(roll, rng, cfg)
             jitter = tempo_rng.uniform(1 - cfg.tempo_jitter, 1 + cfg.tempo_jitter)
@@ -343,7 +343,7 @@ def generated_versions(
     such a file holds the song's array rather than its copy: a run holds those phrases once, not
     twice (1.1 GB at 100,000 phrases). Files whose phrases differ keep their own."""
     vs = load_versions(folder, make_version_folder(songs, folder, n_versioned, seed, cfg))
-    own = {f"{_safe(s.song_id)}.mid": s.packed for s in songs}
+    own = {_own_file(s.song_id): s.packed for s in songs}
     shared = []
     for v in vs.songs:
         original = own.get(v.song_id)
@@ -351,6 +351,11 @@ def generated_versions(
             v = SongPhrases(v.song_id, original, v.bar_offsets, v.tempo)
         shared.append(v)
     return replace(vs, songs=shared)
+
+
+def _own_file(song_id: str) -> str:
+    """The name of a song's own file (its unaltered rendering) in a generated version folder."""
+    return f"{_safe(song_id)}.mid"
 
 
 def _safe(name: str) -> str:
