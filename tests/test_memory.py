@@ -42,9 +42,14 @@ print(default, faults_of_a_round(), applied)
 """
 
 
+
+def _printed(script: str) -> list[str]:
+    """What ``script`` prints, run in a fresh interpreter (its heap untouched by this one's)."""
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+
 @pytest.mark.skipif(not ON_GLIBC, reason="mallopt is glibc's")
 def test_a_freed_block_is_reused_without_page_faults():
-    out = subprocess.run([sys.executable, "-c", _ROUNDS], capture_output=True, text=True, check=True).stdout.split()
+    out = _printed(_ROUNDS)
     default, kept, applied = int(out[0]), int(out[1]), out[2]
     assert applied == "True"
     # glibc's default maps the 64 MiB afresh every round: a fault per page (16,384 4-KiB pages,
@@ -81,7 +86,7 @@ print(held, rss_mb(), ran)
 
 @pytest.mark.skipif(not ON_GLIBC, reason="malloc_trim is glibc's")
 def test_freed_pages_below_a_live_block_go_back_to_the_kernel():
-    out = subprocess.run([sys.executable, "-c", _HOLES], capture_output=True, text=True, check=True).stdout.split()
+    out = _printed(_HOLES)
     held, released, ran = int(out[0]), int(out[1]), out[2]
     assert ran == "True"
     assert held - released >= 200  # of the 256 MiB freed below the live block (held until then)
